@@ -1,0 +1,418 @@
+"""Bulk import of users from CSV, JSON (array or object) or JSON lines.
+
+The input is streamed (a JSON array is parsed whole) and written in large
+batches inside one write transaction, so an import is all or nothing: every
+bad row is reported with its line number and nothing is written, unless
+``skip_invalid`` asks to import the good rows and report the rest.
+
+Duplicates, inside the file or against users already registered, follow
+``on_duplicate``: ``error`` (a bad row), ``skip`` (keep what exists / the first
+occurrence) or ``update`` (the last occurrence sets tag and zone).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePath
+from typing import IO, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailcli.audience import bump_users_rev, close_queued, dialect_insert
+from mailcli.db import Database
+from mailcli.errors import INVALID_INPUT, MailcliError, invalid
+from mailcli.models import mailings, messages, users
+from mailcli.validation import normalize_phone, tag_key, validate_tag, validate_zone
+
+FORMATS = ("csv", "json", "jsonl")
+DUPLICATE_POLICIES = ("error", "skip", "update")
+FIELDS = ("phone_number", "tag", "time_zone")
+OPTIONAL_FIELDS = ("operator_code",)  # accepted so that `users list --json` output imports back
+BATCH = 20_000
+MAX_REPORTED = 1_000
+_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+# One input record before validation: line, phone, tag, zone, operator code (raw values).
+Raw = tuple[int, Any, Any, Any, Any]
+# One validated row: line, phone, operator code, tag, tag key, zone, repeats an earlier line.
+Row = tuple[int, str, str, str, str, str, bool]
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    skipped: int = 0
+    invalid: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def reject(self, line: int, error: MailcliError | str) -> None:
+        self.invalid += 1
+        if len(self.errors) < MAX_REPORTED:
+            self.errors.append(f"line {line}: {error}")
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "rows": self.rows,
+            "added": self.added,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "invalid": self.invalid,
+        }
+
+
+def detect_format(name: str | None, head: bytes) -> str:
+    """The input format from the file name, else from its first bytes."""
+    if name and name != "-":
+        fmt = _EXTENSIONS.get(PurePath(name).suffix.lower())
+        if fmt:
+            return fmt
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"["):
+        return "json"
+    if text.startswith(b"{"):
+        first_line = text.split(b"\n", 1)[0]
+        try:
+            json.loads(first_line)
+        except ValueError:
+            return "json"  # one object spread over several lines
+        return "jsonl"
+    return "csv"
+
+
+# --- readers: each yields Raw records or (line, MailcliError) ---------------
+
+
+def _csv_records(stream: IO[bytes]) -> Iterator[Raw | tuple[int, MailcliError]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    names = [h.strip().lower() for h in header]
+    unknown = [n for n in names if n not in FIELDS + OPTIONAL_FIELDS]
+    if unknown or "phone_number" not in names or "tag" not in names:
+        detail = f"unknown column {unknown[0]!r}" if unknown else "phone_number and tag columns are required"
+        raise invalid("header", f"{detail} (expected the header phone_number,tag,time_zone)")
+    width = len(names)
+    i_phone, i_tag = names.index("phone_number"), names.index("tag")
+    i_tz = names.index("time_zone") if "time_zone" in names else None
+    i_op = names.index("operator_code") if "operator_code" in names else None
+    line = reader.line_num
+    for row in reader:
+        start, line = line + 1, reader.line_num
+        if len(row) != width:
+            if not row or row == [""]:
+                continue  # blank line
+            yield start, invalid(None, f"expected {width} fields, found {len(row)}")
+            continue
+        yield (
+            start,
+            row[i_phone],
+            row[i_tag],
+            row[i_tz] if i_tz is not None else None,
+            row[i_op] if i_op is not None else None,
+        )
+
+
+def _object_record(line: int, obj: object) -> Raw | tuple[int, MailcliError]:
+    if not isinstance(obj, Mapping):
+        return line, invalid(None, "expected a JSON object with phone_number, tag and time_zone")
+    unknown = [k for k in obj if k not in FIELDS + OPTIONAL_FIELDS]
+    if unknown:
+        return line, invalid(str(unknown[0]), f"unknown field (expected: {', '.join(FIELDS)})")
+    return line, obj.get("phone_number"), obj.get("tag"), obj.get("time_zone"), obj.get("operator_code")
+
+
+def _jsonl_records(stream: IO[bytes]) -> Iterator[Raw | tuple[int, MailcliError]]:
+    for line, raw in enumerate(stream, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            yield line, invalid(None, f"not valid JSON ({exc.msg})")
+            continue
+        if isinstance(obj, Mapping) and isinstance(obj.get("users"), list) and len(obj) == 1:
+            for item in obj["users"]:
+                yield _object_record(line, item)
+        else:
+            yield _object_record(line, obj)
+
+
+def _json_records(stream: IO[bytes]) -> Iterator[Raw | tuple[int, MailcliError]]:
+    """A JSON array of users, one user object, or ``{"users": [...]}``, with line numbers."""
+    text = stream.read().decode("utf-8-sig")
+    decoder = json.JSONDecoder()
+    lines = _LineIndex(text)
+    pos = _skip_ws(text, 0)
+    if pos < len(text) and text[pos] == "{":
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except ValueError as exc:
+            raise invalid("input", f"not valid JSON: {exc}") from None
+        _expect_end(text, end, lines)
+        if isinstance(obj, Mapping) and set(obj) == {"users"}:
+            if not isinstance(obj["users"], list):
+                raise invalid("users", "must be an array of user objects")
+            # positions inside the array are not tracked; report the item number as its line
+            for index, item in enumerate(obj["users"], start=1):
+                yield _object_record(index, item)
+        else:
+            yield _object_record(lines.line_of(pos), obj)
+        return
+    if pos >= len(text) or text[pos] != "[":
+        raise invalid("input", "expected a JSON array or object of users")
+    pos = _skip_ws(text, pos + 1)
+    if pos < len(text) and text[pos] == "]":
+        _expect_end(text, pos + 1, lines)
+        return
+    while True:
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except ValueError as exc:
+            raise invalid("input", f"line {lines.line_of(pos)}: not valid JSON ({exc.msg})") from None
+        yield _object_record(lines.line_of(pos), obj)
+        pos = _skip_ws(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+            continue
+        if pos < len(text) and text[pos] == "]":
+            _expect_end(text, pos + 1, lines)
+            return
+        raise invalid("input", f"line {lines.line_of(pos)}: expected ',' or ']' in the JSON array")
+
+
+class _LineIndex:
+    """Line numbers of offsets in a text, computed incrementally (offsets only grow)."""
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 1
+
+    def line_of(self, offset: int) -> int:
+        if offset < self.pos:
+            return self.text.count("\n", 0, offset) + 1
+        self.line += self.text.count("\n", self.pos, offset)
+        self.pos = offset
+        return self.line
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _expect_end(text: str, pos: int, lines: _LineIndex) -> None:
+    pos = _skip_ws(text, pos)
+    if pos != len(text):
+        raise invalid("input", f"line {lines.line_of(pos)}: unexpected data after the JSON value")
+
+
+READERS = {"csv": _csv_records, "json": _json_records, "jsonl": _jsonl_records}
+
+
+# --- validation ---------------------------------------------------------------
+
+
+class _Validator:
+    """Validates records into rows; tags and zones repeat, so their checks are memoised."""
+
+    def __init__(self, default_tz: str):
+        self.default_tz = default_tz
+        self.tags: dict[str, tuple[str, str]] = {}
+        self.zones: dict[str, str] = {}
+
+    def __call__(self, phone: Any, tag: Any, tz: Any, operator_code: Any) -> tuple[str, str, str, str, str]:
+        phone = normalize_phone(phone)
+        if isinstance(tag, str) and tag in self.tags:
+            tag, key = self.tags[tag]
+        else:
+            raw = tag
+            tag = validate_tag(tag)
+            key = tag_key(tag)
+            if isinstance(raw, str):
+                self.tags[raw] = (tag, key)
+        if tz is None or tz == "":
+            tz = self.default_tz
+        elif isinstance(tz, str) and tz in self.zones:
+            tz = self.zones[tz]
+        else:
+            raw = tz
+            tz = validate_zone(tz)
+            if isinstance(raw, str):
+                self.zones[raw] = tz
+        code = phone[1:4]
+        if operator_code not in (None, "") and str(operator_code) != code:
+            raise invalid("operator_code", f"{operator_code} does not match the phone number (its code is {code})")
+        return phone, code, tag, key, tz
+
+
+# --- writing ------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes validated rows in batches inside the import's transaction."""
+
+    def __init__(self, conn: Connection, report: ImportReport, on_duplicate: str, now: datetime):
+        self.conn, self.report, self.on_duplicate, self.now = conn, report, on_duplicate, now
+        self.batch: list[Row] = []
+        self.check_existing = conn.execute(
+            sa.select(users.c.id).where(users.c.removed_at.is_(None)).limit(1)
+        ).first() is not None
+        insert = dialect_insert(conn, users)
+        target = {"index_elements": ["phone_number"], "index_where": users.c.removed_at.is_(None)}
+        if on_duplicate == "update":
+            self.statement = insert.on_conflict_do_update(
+                set_={
+                    "tag": insert.excluded.tag,
+                    "tag_key": insert.excluded.tag_key,
+                    "time_zone": insert.excluded.time_zone,
+                    "updated_at": insert.excluded.updated_at,
+                },
+                **target,
+            )
+        else:
+            self.statement = insert.on_conflict_do_nothing(**target)
+        self.enabled = True  # False once the import is bound to fail: keep validating, stop writing
+
+    def add(self, row: Row) -> None:
+        self.batch.append(row)
+        if len(self.batch) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        existing = self._existing([r[1] for r in batch]) if self.check_existing else set()
+        if existing and self.on_duplicate == "error":
+            kept = []
+            for row in batch:
+                if row[1] in existing:
+                    self.report.reject(row[0], invalid("phone_number", f"{row[1]} is already registered"))
+                else:
+                    kept.append(row)
+            batch = kept
+        if not self.enabled or not batch:
+            return
+        now = self.now
+        params = [
+            {
+                "phone_number": phone,
+                "operator_code": code,
+                "tag": tag,
+                "tag_key": key,
+                "time_zone": tz,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for _, phone, code, tag, key, tz, _repeat in batch
+        ]
+        self.conn.execute(self.statement, params)
+        # A row repeating an earlier one of the file (update mode) or a registered phone is not new.
+        old = sum(1 for r in batch if r[6] or r[1] in existing)
+        if self.on_duplicate == "update":
+            self.report.updated += old
+        else:
+            self.report.skipped += old
+        self.report.added += len(batch) - old
+
+    def _existing(self, phones: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(phones), 500):
+            chunk = phones[i : i + 500]
+            found.update(
+                self.conn.execute(
+                    sa.select(users.c.phone_number).where(
+                        users.c.phone_number.in_(chunk), users.c.removed_at.is_(None)
+                    )
+                ).scalars()
+            )
+        return found
+
+
+def import_users(
+    db: Database,
+    stream: IO[bytes],
+    *,
+    name: str | None = None,
+    fmt: str | None = None,
+    default_tz: str,
+    on_duplicate: str = "error",
+    skip_invalid: bool = False,
+    now: datetime,
+) -> ImportReport:
+    """Import users from ``stream``; all or nothing unless ``skip_invalid``."""
+    if on_duplicate not in DUPLICATE_POLICIES:
+        raise invalid("on-duplicate", f"{on_duplicate!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
+    if fmt is None:
+        buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
+        fmt = detect_format(name, buffered.peek(4096)[:4096])
+        stream = buffered
+    elif fmt not in FORMATS:
+        raise invalid("format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    report = ImportReport()
+    validate = _Validator(default_tz)
+    seen: dict[int, int] = {}  # phone -> first line, to find duplicates inside the file
+    with db.write() as conn:
+        writer = _Writer(conn, report, on_duplicate, now)
+        for record in READERS[fmt](stream):
+            report.rows += 1
+            if len(record) == 2:
+                report.reject(record[0], record[1])  # type: ignore[arg-type]
+            else:
+                line, phone, tag, tz, code = record  # type: ignore[misc]
+                try:
+                    row = validate(phone, tag, tz, code)
+                except MailcliError as error:
+                    report.reject(line, error)
+                else:
+                    first = seen.setdefault(int(row[0]), line)
+                    repeat = first != line
+                    if repeat and on_duplicate == "error":
+                        report.reject(line, invalid("phone_number", f"{row[0]} already appears on line {first}"))
+                    elif repeat and on_duplicate == "skip":
+                        report.skipped += 1
+                    else:
+                        writer.add((line, *row, repeat))
+            if report.invalid and not skip_invalid:
+                writer.enabled = False
+        writer.flush()
+        if report.invalid and not skip_invalid:
+            raise MailcliError(
+                f"nothing imported: {report.invalid} invalid row{'s' if report.invalid != 1 else ''} "
+                f"of {report.rows} (fix them, or import the rest with --skip-invalid)",
+                exit_code=INVALID_INPUT,
+                details=_shown(report),
+            )
+        if report.updated:
+            _leave_old_audiences(conn, now)
+        if report.added or report.updated:
+            bump_users_rev(conn)
+    return report
+
+
+def _shown(report: ImportReport) -> list[str]:
+    more = report.invalid - len(report.errors)
+    return report.errors + ([f"... and {more} more invalid rows"] if more > 0 else [])
+
+
+def _leave_old_audiences(conn: Connection, now: datetime) -> None:
+    """Users whose tag an update changed leave the queues of mailings they no longer match."""
+    changed = sa.select(users.c.id).where(users.c.updated_at == now, users.c.removed_at.is_(None))
+    mismatch = (
+        sa.select(users.c.id)
+        .join(mailings, mailings.c.tag_key != users.c.tag_key)
+        .where(users.c.id == messages.c.user_id, mailings.c.id == messages.c.mailing_id)
+        .exists()
+    )
+    close_queued(conn, messages.c.user_id.in_(changed), mismatch)
