@@ -247,8 +247,9 @@ def window_allows(start: int, end: int, now: datetime, tz: str) -> bool:
 def next_window_opening(start: int, end: int, now: datetime, tz: str) -> datetime:
     """The first moment after ``now`` at which the window is open in zone ``tz`` (UTC).
 
-    Walks local days and resolves wall-clock times skipped by DST forwards, so
-    the answer is right on the days the clocks change.
+    Right on the days the clocks change: when the opening wall-clock time is
+    skipped by DST, the window opens when the clocks jump (e.g. a 02:30 opening
+    on a day that skips 02:00-03:00 opens at 03:00 local).
     """
     from dateutil import tz as dateutil_tz
 
@@ -257,8 +258,12 @@ def next_window_opening(start: int, end: int, now: datetime, tz: str) -> datetim
     for days in range(0, 3):
         day = (local_now + timedelta(days=days)).date()
         opening = datetime.combine(day, time(start // 60, start % 60), tzinfo=zi)
-        opening = dateutil_tz.resolve_imaginary(opening)
-        opening_utc = opening.astimezone(UTC)
+        if dateutil_tz.datetime_exists(opening):
+            opening_utc = opening.astimezone(UTC)
+        else:  # walk from the same wall time on the earlier offset to the jump
+            opening_utc = opening.replace(fold=1).astimezone(UTC)
+            while not window_allows(start, end, opening_utc, tz):
+                opening_utc += timedelta(minutes=1)
         if opening_utc > now:
             return opening_utc
     raise AssertionError("a daily window opens within two days")  # pragma: no cover
