@@ -19,6 +19,9 @@ from typer.core import TyperGroup
 
 from mailcli import __version__
 from mailcli.cli import config as config_cli
+from mailcli.cli import demo as demo_cli
+from mailcli.cli import gateway as gateway_cli
+from mailcli.cli import run as run_cli
 from mailcli.cli import mailings as mailings_cli
 from mailcli.cli import users as users_cli
 from mailcli.cli.output import error_line, info
@@ -111,6 +114,9 @@ def root(
 app.add_typer(users_cli.app, name="users")
 app.add_typer(mailings_cli.app, name="mailings")
 app.add_typer(config_cli.app, name="config")
+app.add_typer(gateway_cli.app, name="gateway")
+run_cli.register(app)
+app.command("demo", epilog="Example: mailcli demo --users 1000 --failure-rate 0.3")(demo_cli.demo)
 
 
 def main() -> None:

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 class AppState:
     """Lazily resolves settings and opens the database the first time a command needs them."""
 
-    def __init__(self, db_option: str | None = None):
+    def __init__(self, db_option: str | None = None, settings: Settings | None = None):
         self.db_option = db_option
+        if settings is not None:
+            self.settings = settings  # fills the cached property
 
     @cached_property
     def settings(self) -> Settings:

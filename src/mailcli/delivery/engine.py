@@ -1,0 +1,426 @@
+"""The claim-send-record engine behind ``mailcli run``.
+
+One pass over the due mailings:
+
+1. *refresh* (one write transaction): finalise mailings that ended, and
+   materialise the audience of due ones (users who joined meanwhile included);
+2. *claim* batches of due messages round-robin across mailings, so one big
+   mailing cannot starve the others;
+3. *send* them with ``concurrency`` requests in flight (optionally at most
+   ``rate`` per second), checking before each send that the mailing is still
+   due and not cancelled, that the claim is still ours, and that the user's
+   sending window is open in their own zone;
+4. *record* outcomes in batches (one transaction per batch): sent, retry
+   later (backoff with jitter, never sooner than ``Retry-After``), failed
+   (400/422), deferred to the window's next opening, or released untouched.
+
+A one-off run repeats passes while retries fall due within ``max_wait`` and
+returns; ``loop`` keeps polling. A gateway that keeps failing pauses every
+sender (:class:`GatewayHealth`); after ``give_up_after`` seconds without a
+success a one-off run stops and leaves the messages for the next run. 401,
+403 and 404 stop the run at once with the messages as they were. A stop
+request (SIGINT/SIGTERM) lets requests in flight finish for ``stop_grace``
+seconds, records every outcome and releases every claim.
+
+The database work runs on one dedicated thread so that a busy SQLite lock
+never stalls the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from mailcli.db import Database
+from mailcli.delivery.gateway import Answer, GatewayClient, Outcome, misconfiguration_hint
+from mailcli.delivery.retry import GatewayHealth, RetryPolicy
+from mailcli.delivery.store import Claimed, DeliveryStore, DueMailing
+from mailcli.delivery.store import Outcome as Record
+from mailcli.validation import next_window_opening, utcnow, window_allows
+
+FLUSH_EVERY = 0.1  # seconds between recorder flushes
+FLUSH_SIZE = 500  # outcomes that trigger a flush at once
+CLOSED_CHECK_EVERY = 1.0  # seconds between checks for cancelled mailings
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    concurrency: int = 100
+    rate: float | None = None  # messages per second, None = as fast as the gateway answers
+    loop: bool = False
+    interval: float = 5.0  # seconds between polls with ``loop``
+    lease: float = 120.0  # seconds a claim lasts; a dead run's messages are taken over after it
+    give_up_after: float = 60.0
+    max_wait: float = 60.0  # a one-off run waits at most this long for retries to fall due
+    request_timeout: float = 10.0
+    stop_grace: float = 3.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class MailingReport:
+    mailing_id: int
+    sent: int = 0
+    failed: int = 0
+    retries: int = 0
+    deferred: int = 0
+    started: float | None = None
+    finished: float | None = None
+    left: dict[str, int] = field(default_factory=dict)  # message counts by status after the run
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None or self.finished is None:
+            return 0.0
+        return self.finished - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mailing_id": self.mailing_id,
+            "sent": self.sent,
+            "failed": self.failed,
+            "retries": self.retries,
+            "deferred": self.deferred,
+            "not_sent": self.left.get("not_sent", 0),
+            "elapsed_s": round(self.elapsed, 3),
+            "rate_per_s": round(self.rate, 1),
+            "message_count": self.left,
+        }
+
+
+@dataclass
+class RunReport:
+    mailings: dict[int, MailingReport] = field(default_factory=dict)
+    elapsed: float = 0.0
+    stopped: str | None = None  # None (done), "interrupted", "terminated", "gave_up", "misconfigured", "error"
+    error: str | None = None
+
+    @property
+    def sent(self) -> int:
+        return sum(m.sent for m in self.mailings.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "elapsed_s": round(self.elapsed, 3),
+            "sent": self.sent,
+            "stopped": self.stopped,
+            "error": self.error,
+            "mailings": [m.as_dict() for m in self.mailings.values()],
+        }
+
+
+class Observer(Protocol):
+    """What a run tells its audience (progress bar, attempt log); every method is optional work."""
+
+    def due(self, count: int) -> None: ...
+    def attempt(self, message: Claimed, attempt: int, answer: Answer, at: datetime) -> None: ...
+    def note(self, text: str) -> None: ...
+
+
+class Observers:
+    """Tells several observers (progress bar, attempt log) the same things."""
+
+    def __init__(self, *observers: Observer | None):
+        self.observers = [o for o in observers if o is not None]
+
+    def due(self, count: int) -> None:
+        for o in self.observers:
+            o.due(count)
+
+    def attempt(self, message: Claimed, attempt: int, answer: Answer, at: datetime) -> None:
+        for o in self.observers:
+            o.attempt(message, attempt, answer, at)
+
+    def note(self, text: str) -> None:
+        for o in self.observers:
+            o.note(text)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{random.randrange(16**4):04x}"
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        gateway_url: str,
+        token: str | None,
+        options: RunOptions = RunOptions(),
+        clock: Callable[[], datetime] = utcnow,
+        observer: Observer | None = None,
+        worker: str | None = None,
+    ):
+        self.options = options
+        self.clock = clock
+        self.observer = observer or Observers()
+        self.store = DeliveryStore(db, worker or worker_name(), timedelta(seconds=options.lease))
+        self.gateway_url = gateway_url
+        self.token = token
+        self.health = GatewayHealth(give_up_after=options.give_up_after)
+        self.report = RunReport()
+        self._rng = random.Random()
+        self._stopping = asyncio.Event()
+        self._buffer: list[Record] = []
+        self._flush_lock = asyncio.Lock()
+        self._closed: set[int] = set()
+        self._inflight = 0
+        self._db_pool: ThreadPoolExecutor | None = None
+        self._limiter = None
+        self._client: GatewayClient | None = None
+
+    # --- entry point -----------------------------------------------------------
+
+    async def run(self) -> RunReport:
+        started = time.monotonic()
+        self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="mailcli-db")
+        self._install_signal_handlers()
+        if self.options.rate:
+            from aiolimiter import AsyncLimiter
+
+            burst = max(1.0, self.options.rate * 0.1)
+            self._limiter = AsyncLimiter(burst, burst / self.options.rate)
+        try:
+            async with GatewayClient(
+                self.gateway_url,
+                self.token,
+                connections=self.options.concurrency,
+                timeout=self.options.request_timeout,
+            ) as client:
+                self._client = client
+                await self._main()
+        except Exception as exc:
+            self._stop("error", f"{exc}")
+            raise
+        finally:
+            try:
+                await self._flush()
+                await self._db(self.store.release_all, self.clock())
+                await self._final_counts()
+            finally:
+                self._remove_signal_handlers()
+                self._db_pool.shutdown(wait=True)
+                self.report.elapsed = time.monotonic() - started
+        return self.report
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Stop soon: finish requests in flight (up to ``stop_grace``), record, release claims."""
+        self._stop(reason, None)
+
+    # --- passes ----------------------------------------------------------------
+
+    async def _main(self) -> None:
+        while not self._stopping.is_set():
+            refreshed = await self._db(self.store.refresh, self.clock())
+            due = refreshed.due
+            for mailing in due:
+                self.report.mailings.setdefault(mailing.id, MailingReport(mailing.id))
+            if due:
+                self.observer.due(await self._db(self.store.queued_count, [m.id for m in due], self.clock()))
+                await self._pass(due)
+            if self._stopping.is_set():
+                return
+            if self.health.gave_up and not self.options.loop:
+                self._stop(
+                    "gave_up",
+                    f"the gateway has not accepted a message for {self.health.failing_for:.0f} s "
+                    f"(last error: {self.health.last_error}); the rest is left for the next run",
+                )
+                return
+            wait = await self._time_to_next_due(due)
+            if self.options.loop:
+                wait = self.options.interval if wait is None else min(wait, self.options.interval)
+            elif wait is None or wait > self.options.max_wait:
+                return
+            await self._sleep(max(wait, 0.05))
+
+    async def _time_to_next_due(self, due: list[DueMailing]) -> float | None:
+        nxt = await self._db(self.store.next_due, [m.id for m in due])
+        if nxt is None:
+            return None
+        return (nxt - self.clock()).total_seconds()
+
+    async def _pass(self, due: list[DueMailing]) -> None:
+        queue: asyncio.Queue[tuple[DueMailing, Claimed]] = asyncio.Queue()
+        senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.options.concurrency)]
+        recorder = asyncio.create_task(self._recorder())
+        try:
+            await self._produce(due, queue)
+            if self._stopping.is_set():
+                await asyncio.wait_for(queue.join(), self.options.stop_grace)
+            else:
+                await queue.join()
+        except asyncio.TimeoutError:
+            pass  # requests still in flight after the grace period: released below
+        finally:
+            recorder.cancel()
+            for task in senders:
+                task.cancel()
+            await asyncio.gather(recorder, *senders, return_exceptions=True)
+            await self._flush()
+
+    async def _produce(self, due: list[DueMailing], queue: asyncio.Queue) -> None:
+        capacity = 2 * self.options.concurrency
+        low_water = capacity // 2
+        active = list(due)
+        last_closed_check = time.monotonic()
+        while active and not self._stopping.is_set():
+            if time.monotonic() - last_closed_check > CLOSED_CHECK_EVERY:
+                self._closed |= await self._db(self.store.cancelled_or_ended, [m.id for m in active], self.clock())
+                last_closed_check = time.monotonic()
+            claimed = 0
+            for mailing in list(active):
+                if mailing.id in self._closed or self.clock() >= mailing.end_at:
+                    active.remove(mailing)
+                    continue
+                room = capacity - queue.qsize()
+                if room <= low_water:
+                    break
+                rows = await self._db(self.store.claim, mailing.id, room, self.clock())
+                claimed += len(rows)
+                for row in rows:
+                    queue.put_nowait((mailing, row))
+            if claimed:
+                while queue.qsize() > low_water and not self._stopping.is_set():
+                    await asyncio.sleep(0.01)
+            elif queue.qsize() == 0 and self._inflight == 0 and not self._buffer:
+                return  # nothing due now; retries and windows are the outer loop's business
+            else:
+                await asyncio.sleep(0.02)
+
+    # --- sending -----------------------------------------------------------------
+
+    async def _sender(self, queue: asyncio.Queue) -> None:
+        while True:
+            mailing, message = await queue.get()
+            self._inflight += 1
+            try:
+                if not self._stopping.is_set():
+                    await self._deliver(mailing, message)
+            except Exception as exc:  # a bug or a broken database: stop rather than lose track
+                self._stop("error", f"{type(exc).__name__}: {exc}")
+            finally:
+                self._inflight -= 1
+                queue.task_done()
+
+    async def _deliver(self, mailing: DueMailing, message: Claimed) -> None:
+        while (pause := self.health.pause_left()) > 0 and not self._stopping.is_set():
+            await self._sleep(pause)
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        if self._stopping.is_set():
+            return  # released with the other claims
+        now = self.clock()
+        if mailing.id in self._closed or now >= mailing.end_at:
+            return self._keep(Record(message.id, "release", now))
+        if (message.lease_until - now).total_seconds() < self.options.request_timeout + 5:
+            return self._keep(Record(message.id, "release", now))  # the claim could expire mid-request
+        if mailing.window_start is not None and not window_allows(
+            mailing.window_start, mailing.window_end, now, message.time_zone
+        ):
+            opening = next_window_opening(mailing.window_start, mailing.window_end, now, message.time_zone)
+            self.report.mailings[mailing.id].deferred += 1
+            return self._keep(Record(message.id, "defer", now, opening))
+
+        assert self._client is not None
+        answer = await self._client.send(self._client.request(message.id, message.phone, mailing.message))
+        at = self.clock()
+        attempt = message.attempts + 1
+        self.observer.attempt(message, attempt, answer, at)
+        stats = self.report.mailings[mailing.id]
+        stats.started = stats.started or time.monotonic() - answer.latency
+        stats.finished = time.monotonic()
+        if answer.outcome is Outcome.SENT:
+            self.health.success()
+            stats.sent += 1
+            self._keep(Record(message.id, "sent", at))
+        elif answer.outcome is Outcome.PERMANENT:
+            self.health.success()  # the gateway is up; this message is what it refuses
+            stats.failed += 1
+            self._keep(Record(message.id, "failed", at, error=answer.error))
+        elif answer.outcome is Outcome.TRANSIENT:
+            paused = self.health.failure(answer.error, answer.retry_after)
+            if paused:
+                self.observer.note(f"gateway trouble ({answer.error}): every sender pauses {paused:.1f} s")
+            stats.retries += 1
+            delay = self.options.retry.delay(attempt, answer.retry_after, self._rng)
+            self._keep(Record(message.id, "retry", at, at + timedelta(seconds=delay), answer.error))
+        else:  # misconfigured: stop everything, leave the message as it was
+            self._stop("misconfigured", misconfiguration_hint(answer))
+
+    def _keep(self, record: Record) -> None:
+        self._buffer.append(record)
+
+    # --- recording ---------------------------------------------------------------
+
+    async def _recorder(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY if len(self._buffer) < FLUSH_SIZE else 0)
+            try:
+                await self._flush()
+            except Exception as exc:  # kept in the buffer; the run stops and tries once more at the end
+                self._stop("error", str(exc))
+                return
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
+            try:
+                await self._db(self.store.record, batch)
+            except BaseException:
+                self._buffer[:0] = batch  # keep them for the final flush
+                raise
+
+    async def _final_counts(self) -> None:
+        counts = await self._db(self.store.counts, list(self.report.mailings))
+        for mailing_id, left in counts.items():
+            self.report.mailings[mailing_id].left = left
+
+    # --- plumbing ------------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db_pool, fn, *args)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when a stop is requested."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def _stop(self, reason: str, error: str | None) -> None:
+        if not self._stopping.is_set():
+            self.report.stopped = reason
+            self.report.error = error
+            self._stopping.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "interrupted")
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "terminated")
+
+    def _remove_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
