@@ -51,7 +51,7 @@ def test_empty_database_migrates_to_the_models_schema(tmp_path):
         uniques = inspector.get_unique_constraints("messages")
         assert any(set(u["column_names"]) == {"user_id", "mailing_id"} for u in uniques)
         user_indexes = {ix["name"]: ix for ix in inspector.get_indexes("users")}
-        assert user_indexes["ux_users_phone_active"]["unique"]
+        assert user_indexes["ux_users_phone"]["unique"]
         assert conn.execute(sa.text("SELECT value FROM mailcli_state WHERE key='users_rev'")).scalar() == 0
     db.close()
 

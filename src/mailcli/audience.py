@@ -60,6 +60,19 @@ def materialize(conn: Connection, mailing: Mapping[str, Any], now: datetime) -> 
         .on_conflict_do_nothing(index_elements=["user_id", "mailing_id"])
     )
     added = conn.execute(stmt).rowcount
+    # Users who left the audience (removed, or tagged otherwise) and came back while the
+    # mailing is due: their withdrawn, never-attempted message waits again.
+    rejoined = sa.select(users.c.id).where(*audience_where(mailing["operator_code"], mailing["tag_key"]))
+    added += conn.execute(
+        sa.update(messages)
+        .where(
+            messages.c.mailing_id == mailing["id"],
+            messages.c.status == NOT_SENT,
+            messages.c.attempts == 0,
+            messages.c.user_id.in_(rejoined),
+        )
+        .values(status=QUEUED, next_attempt_at=now)
+    ).rowcount
     conn.execute(sa.update(mailings).where(mailings.c.id == mailing["id"]).values(audience_rev=rev))
     return max(added, 0)
 

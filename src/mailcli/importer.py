@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
@@ -151,30 +151,46 @@ def _jsonl_records(stream: IO[bytes]) -> Iterator[Raw | tuple[int, MailcliError]
 def _json_records(stream: IO[bytes]) -> Iterator[Raw | tuple[int, MailcliError]]:
     """A JSON array of users, one user object, or ``{"users": [...]}``, with line numbers."""
     text = stream.read().decode("utf-8-sig")
-    decoder = json.JSONDecoder()
     lines = _LineIndex(text)
     pos = _skip_ws(text, 0)
-    if pos < len(text) and text[pos] == "{":
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except ValueError as exc:
-            raise invalid("input", f"not valid JSON: {exc}") from None
-        _expect_end(text, end, lines)
-        if isinstance(obj, Mapping) and set(obj) == {"users"}:
-            if not isinstance(obj["users"], list):
-                raise invalid("users", "must be an array of user objects")
-            # positions inside the array are not tracked; report the item number as its line
-            for index, item in enumerate(obj["users"], start=1):
-                yield _object_record(index, item)
-        else:
+    if text.startswith("{", pos):
+        array = _users_array_at(text, pos)
+        if array is None:  # a single user
+            try:
+                obj, end = json.JSONDecoder().raw_decode(text, pos)
+            except ValueError as exc:
+                raise invalid("input", f"not valid JSON: {exc}") from None
+            _expect_end(text, end, lines)
             yield _object_record(lines.line_of(pos), obj)
+            return
+        end = _skip_ws(text, (yield from _array_records(text, array, lines)))
+        if not text.startswith("}", end):
+            raise invalid("input", f'line {lines.line_of(end)}: expected the end of {{"users": [...]}}')
+        _expect_end(text, end + 1, lines)
         return
-    if pos >= len(text) or text[pos] != "[":
+    if not text.startswith("[", pos):
         raise invalid("input", "expected a JSON array or object of users")
+    _expect_end(text, (yield from _array_records(text, pos, lines)), lines)
+
+
+def _users_array_at(text: str, pos: int) -> int | None:
+    """Where the array of ``{"users": [...]}`` starts, if the object at ``pos`` is one."""
     pos = _skip_ws(text, pos + 1)
-    if pos < len(text) and text[pos] == "]":
-        _expect_end(text, pos + 1, lines)
-        return
+    if not text.startswith('"users"', pos):
+        return None
+    pos = _skip_ws(text, pos + len('"users"'))
+    if not text.startswith(":", pos):
+        return None
+    pos = _skip_ws(text, pos + 1)
+    return pos if text.startswith("[", pos) else None
+
+
+def _array_records(text: str, pos: int, lines: _LineIndex) -> Generator[Raw | tuple[int, MailcliError], None, int]:
+    """The items of the JSON array starting at ``pos``; returns the position after it."""
+    decoder = json.JSONDecoder()
+    pos = _skip_ws(text, pos + 1)
+    if text.startswith("]", pos):
+        return pos + 1
     while True:
         try:
             obj, end = decoder.raw_decode(text, pos)
@@ -182,13 +198,12 @@ def _json_records(stream: IO[bytes]) -> Iterator[Raw | tuple[int, MailcliError]]
             raise invalid("input", f"line {lines.line_of(pos)}: not valid JSON ({exc.msg})") from None
         yield _object_record(lines.line_of(pos), obj)
         pos = _skip_ws(text, end)
-        if pos < len(text) and text[pos] == ",":
+        if text.startswith(",", pos):
             pos = _skip_ws(text, pos + 1)
-            continue
-        if pos < len(text) and text[pos] == "]":
-            _expect_end(text, pos + 1, lines)
-            return
-        raise invalid("input", f"line {lines.line_of(pos)}: expected ',' or ']' in the JSON array")
+        elif text.startswith("]", pos):
+            return pos + 1
+        else:
+            raise invalid("input", f"line {lines.line_of(pos)}: expected ',' or ']' in the JSON array")
 
 
 class _LineIndex:
@@ -214,7 +229,9 @@ def _skip_ws(text: str, pos: int) -> int:
 def _expect_end(text: str, pos: int, lines: _LineIndex) -> None:
     pos = _skip_ws(text, pos)
     if pos != len(text):
-        raise invalid("input", f"line {lines.line_of(pos)}: unexpected data after the JSON value")
+        raise invalid(
+            "input", f"line {lines.line_of(pos)}: unexpected data after the JSON value (JSON lines? use --format jsonl)"
+        )
 
 
 READERS = {"csv": _csv_records, "json": _json_records, "jsonl": _jsonl_records}
@@ -241,7 +258,7 @@ class _Validator:
             key = tag_key(tag)
             if isinstance(raw, str):
                 self.tags[raw] = (tag, key)
-        if tz is None or tz == "":
+        if tz is None or (isinstance(tz, str) and not tz.strip()):
             tz = self.default_tz
         elif isinstance(tz, str) and tz in self.zones:
             tz = self.zones[tz]
@@ -269,19 +286,19 @@ class _Writer:
             sa.select(users.c.id).where(users.c.removed_at.is_(None)).limit(1)
         ).first() is not None
         insert = dialect_insert(conn, users)
-        target = {"index_elements": ["phone_number"], "index_where": users.c.removed_at.is_(None)}
-        if on_duplicate == "update":
-            self.statement = insert.on_conflict_do_update(
-                set_={
-                    "tag": insert.excluded.tag,
-                    "tag_key": insert.excluded.tag_key,
-                    "time_zone": insert.excluded.time_zone,
-                    "updated_at": insert.excluded.updated_at,
-                },
-                **target,
-            )
-        else:
-            self.statement = insert.on_conflict_do_nothing(**target)
+        # A phone removed earlier is revived (same row, history kept); a registered one is
+        # updated only with --on-duplicate update (the others were filtered out or skipped).
+        self.statement = insert.on_conflict_do_update(
+            index_elements=["phone_number"],
+            set_={
+                "tag": insert.excluded.tag,
+                "tag_key": insert.excluded.tag_key,
+                "time_zone": insert.excluded.time_zone,
+                "updated_at": insert.excluded.updated_at,
+                "removed_at": None,
+            },
+            where=None if on_duplicate == "update" else users.c.removed_at.is_not(None),
+        )
         self.enabled = True  # False once the import is bound to fail: keep validating, stop writing
 
     def add(self, row: Row) -> None:

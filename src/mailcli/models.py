@@ -52,19 +52,14 @@ def _when(nullable: bool = False):
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
 
 
-ACTIVE_USER = sa.text("removed_at IS NULL")
-
-
 class User(SQLModel, table=True):
+    """One row per phone number, ever: a removed user keeps the row (``removed_at``) so
+    that mailing history stays intact, and adding the phone again revives it, so a phone
+    can never get a second message of the same mailing."""
+
     __tablename__ = "users"
     __table_args__ = (
-        sa.Index(
-            "ux_users_phone_active",
-            "phone_number",
-            unique=True,
-            sqlite_where=ACTIVE_USER,
-            postgresql_where=ACTIVE_USER,
-        ),
+        sa.Index("ux_users_phone", "phone_number", unique=True),
         sa.Index("ix_users_audience", "operator_code", "tag_key"),
     )
 

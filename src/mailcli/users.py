@@ -57,9 +57,14 @@ def add_user(db: Database, phone: str, tag: str, time_zone: str, *, now: datetim
         "updated_at": now,
     }
     with db.write() as conn:
-        if _active(conn, phone) is not None:
+        known = conn.execute(sa.select(users.c.id, users.c.removed_at).where(users.c.phone_number == phone)).first()
+        if known is None:
+            conn.execute(sa.insert(users).values(row))
+        elif known.removed_at is None:
             raise invalid("phone_number", f"{phone} is already registered (use `mailcli users update`)")
-        conn.execute(sa.insert(users).values(row))
+        else:  # removed earlier: the same person again, with their history
+            del row["created_at"]
+            conn.execute(sa.update(users).where(users.c.id == known.id).values({**row, "removed_at": None}))
         bump_users_rev(conn)
     return user_shape(row)
 

@@ -25,6 +25,7 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 INPUT_TIME_FORMS = "dd.mm.yyyy hh:mm[:ss]"
 CLI_TIME_FORMS = "dd.mm.yyyy hh:mm[:ss], now or +N followed by s, m, h or d (e.g. +90m)"
 OUTPUT_TIME_FORMAT = "%d.%m.%Y %H:%M:%S"
+MAX_YEAR = 9998  # leaves a day of margin so that any stored time shows in any zone
 TAG_MAX_LENGTH = 255
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -168,22 +169,30 @@ def parse_time(raw: object, tz: str, now: datetime, *, field: str, relative: boo
         if match:
             amount, unit = int(match.group(1)), match.group(2)
             try:
-                return now.astimezone(UTC) + timedelta(**{_UNITS[unit]: amount})
+                moment = now.astimezone(UTC) + timedelta(**{_UNITS[unit]: amount})
             except OverflowError:
-                raise invalid(field, f"{text!r} is too far in the future") from None
+                moment = datetime.max.replace(tzinfo=UTC)
+            if moment.year > MAX_YEAR:
+                raise invalid(field, f"{text!r} is too far in the future (the year must be at most {MAX_YEAR})")
+            return moment
     match = TIME_RE.fullmatch(text)
     if not match:
         raise invalid(field, f"{_shorten(text)!r} is not a valid time (use {forms})")
     day, month, year, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+    if year > MAX_YEAR:
+        raise invalid(field, f"{text!r} is too far in the future (the year must be at most {MAX_YEAR})")
     try:
         local = datetime(year, month, day, hour, minute, second, tzinfo=zone(tz))
+        moment = local.astimezone(UTC)
     except ValueError as exc:
         raise invalid(field, f"{text!r} is not a valid date or time ({exc})") from None
+    except OverflowError:
+        raise invalid(field, f"{text!r} is out of range") from None
     from dateutil import tz as dateutil_tz
 
     if not dateutil_tz.datetime_exists(local):
         raise invalid(field, f"{text!r} does not exist in {tz} (the clocks skip it for daylight saving time)")
-    return local.astimezone(UTC)
+    return moment
 
 
 def format_time(moment: datetime | None, tz: str) -> str | None:

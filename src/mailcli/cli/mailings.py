@@ -96,9 +96,12 @@ def create(
         if given:
             raise invalid("input", f"--input carries the whole mailing; drop {', '.join(given)}")
         try:
-            text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8-sig")
+            raw = sys.stdin.buffer.read() if input_file == "-" else Path(input_file).read_bytes()
+            text = raw.decode("utf-8-sig")
         except OSError as exc:
             raise operational(f"cannot read {input_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise invalid("input", "is not UTF-8 text") from None
         try:
             body = json.loads(text)
         except ValueError as exc:

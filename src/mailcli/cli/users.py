@@ -47,7 +47,7 @@ def add(
     from mailcli.users import add_user
 
     app_state = state(ctx)
-    user = add_user(app_state.db, phone, tag, tz or app_state.tz, now=app_state.now())
+    user = add_user(app_state.db, phone, tag, app_state.tz if tz is None else tz, now=app_state.now())
     emit(user, USER_COLUMNS, as_json=as_json)
 
 

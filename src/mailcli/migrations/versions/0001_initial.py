@@ -15,8 +15,6 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-ACTIVE_USER = sa.text("removed_at IS NULL")
-
 
 def upgrade() -> None:
     op.create_table(
@@ -31,14 +29,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.Column("removed_at", sa.DateTime(), nullable=True),
     )
-    op.create_index(
-        "ux_users_phone_active",
-        "users",
-        ["phone_number"],
-        unique=True,
-        sqlite_where=ACTIVE_USER,
-        postgresql_where=ACTIVE_USER,
-    )
+    op.create_index("ux_users_phone", "users", ["phone_number"], unique=True)
     op.create_index("ix_users_audience", "users", ["operator_code", "tag_key"])
 
     op.create_table(
@@ -89,5 +80,5 @@ def downgrade() -> None:
     op.drop_table("messages")
     op.drop_table("mailings")
     op.drop_index("ix_users_audience", table_name="users")
-    op.drop_index("ux_users_phone_active", table_name="users")
+    op.drop_index("ux_users_phone", table_name="users")
     op.drop_table("users")
