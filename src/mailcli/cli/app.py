@@ -99,7 +99,7 @@ def root(
         str | None,
         typer.Option(
             "--db",
-            help="Database: a file path or an SQLAlchemy URL [env: MAILCLI_DB; default: $MAILCLI_HOME/mailcli.db]",
+            help="Database: a file path or an SQLAlchemy URL (env: MAILCLI_DB; default: $MAILCLI_HOME/mailcli.db)",
             show_default=False,
         ),
     ] = None,

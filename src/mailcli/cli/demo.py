@@ -39,8 +39,7 @@ def demo(
         float, typer.Option(min=0, max=0.9, help="Share of gateway requests that fail (and are retried).")
     ] = 0.1,
 ) -> None:
-    """Import sample users, schedule a mailing starting now, deliver it through a local simulated
-    gateway (which fails now and then), and show the statistics. Nothing leaves this machine."""
+    """Import sample users, schedule a mailing starting now, deliver it through a local simulated gateway (which fails now and then), and show the statistics. Nothing leaves this machine."""  # noqa: E501
     from mailcli.cli.mailings import MAILING_COLUMNS, MESSAGE_COLUMNS
     from mailcli.cli.output import emit
     from mailcli.cli.run import deliver

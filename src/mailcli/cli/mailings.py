@@ -154,7 +154,7 @@ def stats(
     status: Annotated[str | None, typer.Option(help="Only messages in this status: not_sent, sent or failed.")] = None,
     limit: Annotated[
         int | None,
-        typer.Option(min=0, help=f"At most this many messages [default: {TABLE_LIMIT} in a table, all with --json]"),
+        typer.Option(min=0, help=f"At most this many messages (default: {TABLE_LIMIT} in a table, all with --json)"),
     ] = None,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many messages first.")] = 0,
     as_json: JsonOption = False,

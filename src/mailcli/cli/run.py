@@ -20,13 +20,9 @@ EXIT_CODES = {None: 0, "interrupted": INTERRUPTED, "terminated": TERMINATED}
 
 RUN_HELP = """Deliver the messages that are due now through the gateway, retrying transient failures.
 
-Without --loop it returns when everything due is delivered (or, with the gateway down,
-after about a minute, leaving the rest for the next run): run it from cron every minute.
-With --loop it keeps polling for new mailings until SIGINT/SIGTERM, which stop it
-within a few seconds with every outcome recorded.
+Without --loop it returns when everything due is delivered (or, with the gateway down, after about a minute, leaving the rest for the next run): run it from cron every minute. With --loop it keeps polling for new mailings until SIGINT/SIGTERM, which stop it within a few seconds with every outcome recorded.
 
-Exit codes: 0 done, 1 gateway down or misconfigured, 2 invalid settings,
-130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
+Exit codes: 0 done, 1 gateway down or misconfigured, 2 invalid settings, 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
 
 
 def run(
@@ -37,7 +33,7 @@ def run(
         int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Requests in flight at once.")
     ] = 100,
     rate: Annotated[
-        float | None, typer.Option(min=0.01, help="At most this many messages per second [default: no limit].")
+        float | None, typer.Option(min=0.01, help="At most this many messages per second (default: no limit).")
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent now; send and change nothing.")

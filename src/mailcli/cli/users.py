@@ -39,7 +39,7 @@ def add(
     tag: Annotated[str, typer.Option("--tag", "-t", help="Free-text tag; mailings match it ignoring case.")],
     tz: Annotated[
         str | None,
-        typer.Option("--tz", help="IANA time zone, e.g. Europe/Moscow [default: the operator's zone, MAILCLI_TZ]"),
+        typer.Option("--tz", help="IANA time zone, e.g. Europe/Moscow (default: the operator's zone, MAILCLI_TZ)"),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -60,7 +60,7 @@ def list_(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option(min=0, help=f"At most this many users [default: {TABLE_LIMIT} in a table, all with --json]"),
+        typer.Option(min=0, help=f"At most this many users (default: {TABLE_LIMIT} in a table, all with --json)"),
     ] = None,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many users first.")] = 0,
     as_json: JsonOption = False,
@@ -117,7 +117,7 @@ def import_(
         ),
     ],
     fmt: Annotated[
-        str | None, typer.Option("--format", "-f", help="csv, json or jsonl [default: from the name or the content]")
+        str | None, typer.Option("--format", "-f", help="csv, json or jsonl (default: from the name or the content)")
     ] = None,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the valid rows and report the invalid ones.")
@@ -158,6 +158,6 @@ def import_(
         print_json(report.summary())
     else:
         sys.stdout.write(
-            f"imported {report.added} users ({report.updated} updated, {report.skipped} duplicates skipped, "
-            f"{report.invalid} invalid rows skipped) from {report.rows} rows\n"
+            f"{report.rows} rows: {report.added} users added, {report.updated} updated, "
+            f"{report.skipped} duplicates skipped, {report.invalid} invalid rows skipped\n"
         )
