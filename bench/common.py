@@ -80,13 +80,17 @@ def simulator_process(*args: str):
         proc.wait(10)
 
 
-def users_csv(path: Path, count: int, *, operator_code: str = "911", tag: str = "python-tips") -> Path:
-    """A CSV of ``count`` users, all in one operator code and tag (the audience of one mailing)."""
+def users_csv(path: Path, count: int, *, operator_code: str = "911", tag: str = "python-tips",
+              mixed: bool = False) -> Path:
+    """A CSV of ``count`` users: all in one operator code and tag (the audience of one mailing),
+    or with ``mixed`` spread over four codes, four tags (in mixed case) and four zones."""
     zones = ("Europe/Moscow", "Asia/Vladivostok", "Europe/Kaliningrad", "Asia/Yekaterinburg")
+    codes = ("911", "921", "953", "999") if mixed else (operator_code,)
+    tags = ("python-tips", "Java-Tips", "go-tips", "RUST-TIPS") if mixed else (tag,)
     with open(path, "w") as fh:
         fh.write("phone_number,tag,time_zone\n")
         for i in range(count):
-            fh.write(f"7{operator_code}{i:07d},{tag},{zones[i % 4]}\n")
+            fh.write(f"7{codes[i % len(codes)]}{i:07d},{tags[i // 7 % len(tags)]},{zones[i // 3 % 4]}\n")
     return path
 
 

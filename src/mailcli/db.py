@@ -143,9 +143,16 @@ def _prepare_sqlite_file(path: Path, settings: Settings) -> None:
 
 
 def schema_version(conn: Connection) -> str | None:
-    from sqlalchemy import inspect
+    """The applied migration, or None for a database mailcli has not set up yet."""
+    if conn.dialect.name == "sqlite":  # cheaper than the inspector, on every command
+        found = conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).first()
+    else:
+        from sqlalchemy import inspect
 
-    if not inspect(conn).has_table("alembic_version"):
+        found = inspect(conn).has_table("alembic_version")
+    if not found:
         return None
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
