@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from mailcli.audience import audience_where, close_queued
 from mailcli.db import Database
 from mailcli.errors import invalid
-from mailcli.models import NOT_SENT, PUBLIC_STATUSES, QUEUED, mailings, messages, users
+from mailcli.models import FAILED, NOT_SENT, PUBLIC_STATUSES, QUEUED, SENT, mailings, messages, users
 from mailcli.shapes import add_count, empty_counts, mailing_shape, message_shape
 from mailcli.validation import (
     parse_time,
@@ -102,16 +102,30 @@ def create_from_body(db: Database, body: object, *, tz: str, now: datetime) -> d
     )
 
 
-def message_counts(conn: Connection, mailing_id: int | None = None) -> dict[int, dict[str, int]]:
-    """Messages per mailing and public status, counted on the queue index."""
+def message_counts(conn: Connection, now: datetime, mailing_id: int | None = None) -> dict[int, dict[str, int]]:
+    """Messages per mailing and public status, counted on the queue index.
+
+    Queued messages of a mailing that has ended but that no run has finalised
+    yet count as they will be finalised (see ``models.public_status``).
+    """
     query = sa.select(messages.c.mailing_id, messages.c.status, sa.func.count()).group_by(
         messages.c.mailing_id, messages.c.status
     )
+    ended = sa.select(mailings.c.id).where(mailings.c.end_at <= now, mailings.c.finished_at.is_(None))
     if mailing_id is not None:
         query = query.where(messages.c.mailing_id == mailing_id)
+        ended = ended.where(mailings.c.id == mailing_id)
     counts: dict[int, dict[str, int]] = {}
     for mid, status, n in conn.execute(query):
         add_count(counts.setdefault(mid, empty_counts()), status, n)
+    failed_at_end = conn.execute(
+        sa.select(messages.c.mailing_id, sa.func.count())
+        .where(messages.c.mailing_id.in_(ended), messages.c.status == QUEUED, messages.c.attempts > 0)
+        .group_by(messages.c.mailing_id)
+    )
+    for mid, n in failed_at_end:
+        counts[mid][NOT_SENT] -= n
+        counts[mid][FAILED] += n
     return counts
 
 
@@ -124,7 +138,7 @@ def _require(conn: Connection, mailing_id: int) -> Mapping[str, Any]:
 
 def list_mailings(db: Database, *, tz: str, now: datetime) -> list[dict[str, Any]]:
     with db.read() as conn:
-        counts = message_counts(conn)
+        counts = message_counts(conn, now)
         rows = conn.execute(sa.select(mailings).order_by(mailings.c.id)).mappings().all()
     return [mailing_shape(row, counts.get(row["id"]), tz, now) for row in rows]
 
@@ -133,7 +147,7 @@ def get_mailing(db: Database, mailing_id: int, *, tz: str, now: datetime) -> dic
     """One mailing as listed, plus ``audience``: the current users its filter matches."""
     with db.read() as conn:
         row = _require(conn, mailing_id)
-        counts = message_counts(conn, mailing_id).get(mailing_id)
+        counts = message_counts(conn, now, mailing_id).get(mailing_id)
         audience = conn.execute(
             sa.select(sa.func.count())
             .select_from(users)
@@ -148,11 +162,11 @@ def validate_status(status: str | None) -> str | None:
     return status
 
 
-def count_messages(db: Database, mailing_id: int, *, status: str | None = None) -> int:
+def count_messages(db: Database, mailing_id: int, *, now: datetime, status: str | None = None) -> int:
     status = validate_status(status)
     with db.read() as conn:
         _require(conn, mailing_id)
-        counts = message_counts(conn, mailing_id).get(mailing_id, empty_counts())
+        counts = message_counts(conn, now, mailing_id).get(mailing_id, empty_counts())
     return counts[status] if status else sum(counts.values())
 
 
@@ -161,6 +175,7 @@ def iter_stats(
     mailing_id: int,
     *,
     tz: str,
+    now: datetime,
     status: str | None = None,
     limit: int | None = None,
     offset: int = 0,
@@ -168,11 +183,27 @@ def iter_stats(
     """A mailing's messages with their clients, in id order, streamed."""
     status = validate_status(status)
     with db.read() as conn:
-        _require(conn, mailing_id)  # fail before the caller starts printing
-    return _stream_stats(db, mailing_id, tz, status, limit, offset)
+        ended = _require(conn, mailing_id)["end_at"] <= now  # fail before the caller starts printing
+    return _stream_stats(db, mailing_id, tz, status, limit, offset, ended)
 
 
-def _stream_stats(db, mailing_id, tz, status, limit, offset) -> Iterator[dict[str, Any]]:
+def _status_where(status: str | None, ended: bool) -> list[sa.ColumnElement[bool]]:
+    """Messages whose public status (``models.public_status``) is ``status``."""
+    m = messages.c
+    if status is None:
+        return []
+    if status == SENT:
+        return [m.status == SENT]
+    if status == FAILED:
+        return [sa.or_(m.status == FAILED, sa.and_(m.status == QUEUED, m.attempts > 0))] if ended else [
+            m.status == FAILED
+        ]
+    if ended:
+        return [sa.or_(m.status == NOT_SENT, sa.and_(m.status == QUEUED, m.attempts == 0))]
+    return [m.status.in_((QUEUED, NOT_SENT))]
+
+
+def _stream_stats(db, mailing_id, tz, status, limit, offset, ended) -> Iterator[dict[str, Any]]:
     query = (
         sa.select(
             messages.c.id,
@@ -191,13 +222,10 @@ def _stream_stats(db, mailing_id, tz, status, limit, offset) -> Iterator[dict[st
         .limit(limit)
         .offset(offset or None)
     )
-    if status == NOT_SENT:
-        query = query.where(messages.c.status.in_((QUEUED, NOT_SENT)))
-    elif status is not None:
-        query = query.where(messages.c.status == status)
+    query = query.where(*_status_where(status, ended))
     with db.read() as conn:
         for row in conn.execution_options(yield_per=STREAM_BATCH).execute(query).mappings():
-            yield message_shape(row, tz)
+            yield message_shape(row, tz, ended)
 
 
 def cancel_mailing(db: Database, mailing_id: int, *, tz: str, now: datetime) -> tuple[dict[str, Any], bool]:
@@ -214,5 +242,5 @@ def cancel_mailing(db: Database, mailing_id: int, *, tz: str, now: datetime) -> 
             conn.execute(sa.update(mailings).where(mailings.c.id == mailing_id).values(cancelled_at=now))
             close_queued(conn, messages.c.mailing_id == mailing_id)
             row = _require(conn, mailing_id)
-        counts = message_counts(conn, mailing_id).get(mailing_id)
+        counts = message_counts(conn, now, mailing_id).get(mailing_id)
     return mailing_shape(row, counts, tz, now), changed

@@ -26,9 +26,16 @@ NOT_SENT = "not_sent"
 PUBLIC_STATUSES = (NOT_SENT, SENT, FAILED)
 
 
-def public_status(status: str) -> str:
-    """The status shown to operators: a queued message is ``not_sent`` until sent."""
-    return NOT_SENT if status == QUEUED else status
+def public_status(status: str, attempts: int = 0, ended: bool = False) -> str:
+    """The status shown to operators.
+
+    A queued message is ``not_sent`` while it waits. Once its mailing has ended it
+    is final even before a run has finalised it: ``failed`` if all its attempts
+    failed, ``not_sent`` if it was never attempted (SPEC section 4, rule 4).
+    """
+    if status != QUEUED:
+        return status
+    return FAILED if ended and attempts > 0 else NOT_SENT
 
 
 class UTCDateTime(TypeDecorator):

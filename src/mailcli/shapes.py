@@ -60,11 +60,11 @@ def mailing_shape(row: Mapping[str, Any], counts: dict[str, int] | None, tz: str
     return shape
 
 
-def message_shape(row: Mapping[str, Any], tz: str) -> dict[str, Any]:
+def message_shape(row: Mapping[str, Any], tz: str, ended: bool = False) -> dict[str, Any]:
     """A message in a mailing's stats, with its client (the user it is for)."""
     return {
         "id": row["id"],
-        "status": public_status(row["status"]),
+        "status": public_status(row["status"], row["attempts"], ended),
         "sent_at": format_time(row["sent_at"], tz),
         "client": user_shape(row),
         "attempts": row["attempts"],

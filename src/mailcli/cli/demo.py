@@ -89,7 +89,7 @@ def demo(
             info("\n$ mailcli mailings list")
             emit(list_mailings(app_state.db, tz=app_state.tz, now=app_state.now()), MAILING_COLUMNS, as_json=False)
             info(f"\n$ mailcli mailings stats {mailing['id']} --limit 5")
-            emit(iter_stats(app_state.db, mailing["id"], tz=app_state.tz, limit=5), MESSAGE_COLUMNS, as_json=False)
+            emit(iter_stats(app_state.db, mailing["id"], tz=app_state.tz, now=app_state.now(), limit=5), MESSAGE_COLUMNS, as_json=False)
 
             stats = gateway.stats()
             counts = gateway.accepted_counts()

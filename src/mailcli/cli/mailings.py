@@ -163,14 +163,16 @@ def stats(
     from mailcli.mailings import count_messages, iter_stats
 
     app_state = state(ctx)
-    db, tz = app_state.db, app_state.tz
+    db, tz, now = app_state.db, app_state.tz, app_state.now()
     if as_json:
-        emit(iter_stats(db, mailing_id, tz=tz, status=status, limit=limit, offset=offset), MESSAGE_COLUMNS, as_json=True)
+        emit(iter_stats(db, mailing_id, tz=tz, now=now, status=status, limit=limit, offset=offset), MESSAGE_COLUMNS,
+             as_json=True)
         return
-    rows = iter_stats(db, mailing_id, tz=tz, status=status, limit=TABLE_LIMIT if limit is None else limit, offset=offset)
+    rows = iter_stats(db, mailing_id, tz=tz, now=now, status=status, limit=TABLE_LIMIT if limit is None else limit,
+                      offset=offset)
     shown = emit(rows, MESSAGE_COLUMNS, as_json=False, title=f"mailing {mailing_id}")
     if limit is None:
-        paging_note(shown, offset, count_messages(db, mailing_id, status=status), "messages")
+        paging_note(shown, offset, count_messages(db, mailing_id, now=now, status=status), "messages")
 
 
 @app.command(epilog="Example: mailcli mailings cancel 1")

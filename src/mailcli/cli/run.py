@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mailcli.delivery.engine import RunOptions
 
 INTERRUPTED, TERMINATED = 130, 143
+DEFAULT_CLAIM_TIMEOUT = 120.0
 EXIT_CODES = {None: 0, "interrupted": INTERRUPTED, "terminated": TERMINATED}
 
 RUN_HELP = """Deliver the messages that are due now through the gateway, retrying transient failures.
@@ -44,8 +45,13 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (or the dry run) as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something goes wrong.")] = False,
     claim_timeout: Annotated[
-        float, typer.Option(min=15, help="Seconds a claim lasts: a crashed run's messages are taken over after it.")
-    ] = 120.0,
+        float | None,
+        typer.Option(
+            min=15,
+            help="Seconds a claim lasts: a crashed run's messages are taken over after it "
+            "(default: 120, or 2 × --timeout + 5 if longer).",
+        ),
+    ] = None,
     give_up_after: Annotated[
         float, typer.Option(min=1, help="Seconds without a successful send before a run gives up.")
     ] = 60.0,
@@ -63,6 +69,17 @@ def run(
         raise invalid(
             "gateway_url",
             "is not set: mailcli config set gateway_url URL (or MAILCLI_GATEWAY_URL); try `mailcli gateway serve`",
+        )
+    shortest_claim = 2 * timeout + 5  # a claimed message may wait for one request, then take one
+    if claim_timeout is None:
+        claim_timeout = max(DEFAULT_CLAIM_TIMEOUT, shortest_claim)
+    elif claim_timeout < shortest_claim:
+        from mailcli.errors import invalid
+
+        raise invalid(
+            "claim-timeout",
+            f"{claim_timeout:g} s is too short for requests of up to {timeout:g} s (--timeout): "
+            f"give at least {shortest_claim:g} s",
         )
     options = RunOptions(
         concurrency=concurrency,

@@ -48,9 +48,8 @@ from mailcli.delivery.store import Claimed, DeliveryStore, DueMailing
 from mailcli.delivery.store import Outcome as Record
 from mailcli.validation import next_window_opening, utcnow, window_allows
 
-FLUSH_EVERY = 0.1  # seconds between recorder flushes
-FLUSH_SIZE = 500  # outcomes that trigger a flush at once
 CLOSED_CHECK_EVERY = 1.0  # seconds between checks for cancelled mailings
+LEASE_MARGIN = 1.0  # seconds a claim must outlast a request started now
 
 
 @dataclass(frozen=True)
@@ -150,6 +149,12 @@ class Observers:
             o.note(text)
 
 
+def _consume_exception(future: asyncio.Future) -> None:
+    """A failed write is reported by the run; do not warn about unawaited futures too."""
+    if not future.cancelled():
+        future.exception()
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{random.randrange(16**4):04x}"
 
@@ -177,6 +182,8 @@ class DeliveryEngine:
         self._rng = random.Random()
         self._stopping = asyncio.Event()
         self._buffer: list[Record] = []
+        self._written: asyncio.Future | None = None  # resolved once the current buffer is in the database
+        self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._closed: set[int] = set()
         self._inflight = 0
@@ -327,15 +334,15 @@ class DeliveryEngine:
             return  # released with the other claims
         now = self.clock()
         if mailing.id in self._closed or now >= mailing.end_at:
-            return self._keep(Record(message.id, "release", now))
-        if (message.lease_until - now).total_seconds() < self.options.request_timeout + 5:
-            return self._keep(Record(message.id, "release", now))  # the claim could expire mid-request
+            return await self._keep(Record(message.id, "release", now))
+        if (message.lease_until - now).total_seconds() < self.options.request_timeout + LEASE_MARGIN:
+            return await self._keep(Record(message.id, "release", now))  # the claim could expire mid-request
         if mailing.window_start is not None and not window_allows(
             mailing.window_start, mailing.window_end, now, message.time_zone
         ):
             opening = next_window_opening(mailing.window_start, mailing.window_end, now, message.time_zone)
             self.report.mailings[mailing.id].deferred += 1
-            return self._keep(Record(message.id, "defer", now, opening))
+            return await self._keep(Record(message.id, "defer", now, opening))
 
         assert self._client is not None
         answer = await self._client.send(self._client.request(message.id, message.phone, mailing.message))
@@ -348,29 +355,44 @@ class DeliveryEngine:
         if answer.outcome is Outcome.SENT:
             self.health.success()
             stats.sent += 1
-            self._keep(Record(message.id, "sent", at))
+            await self._keep(Record(message.id, "sent", at), durable=True)
         elif answer.outcome is Outcome.PERMANENT:
             self.health.success()  # the gateway is up; this message is what it refuses
             stats.failed += 1
-            self._keep(Record(message.id, "failed", at, error=answer.error))
+            await self._keep(Record(message.id, "failed", at, error=answer.error), durable=True)
         elif answer.outcome is Outcome.TRANSIENT:
             paused = self.health.failure(answer.error, answer.retry_after)
             if paused:
                 self.observer.note(f"gateway trouble ({answer.error}): every sender pauses {paused:.1f} s")
             stats.retries += 1
             delay = self.options.retry.delay(attempt, answer.retry_after, self._rng)
-            self._keep(Record(message.id, "retry", at, at + timedelta(seconds=delay), answer.error))
+            await self._keep(Record(message.id, "retry", at, at + timedelta(seconds=delay), answer.error), durable=True)
         else:  # misconfigured: stop everything, leave the message as it was
             self._stop("misconfigured", misconfiguration_hint(answer))
 
-    def _keep(self, record: Record) -> None:
+    async def _keep(self, record: Record, *, durable: bool = False) -> None:
+        """Queue an outcome for the recorder; with ``durable``, return once it is in the database.
+
+        A sender waits for its outcome to be written before it takes the next
+        message (group commit: one transaction records every outcome that arrived
+        meanwhile), so a run killed at any moment can have sent at most
+        ``concurrency`` messages whose outcome is not recorded.
+        """
         self._buffer.append(record)
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+            self._written.add_done_callback(_consume_exception)
+        written = self._written
+        self._wake.set()
+        if durable:
+            await written
 
     # --- recording ---------------------------------------------------------------
 
     async def _recorder(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_EVERY if len(self._buffer) < FLUSH_SIZE else 0)
+            await self._wake.wait()
+            self._wake.clear()
             try:
                 await self._flush()
             except Exception as exc:  # kept in the buffer; the run stops and tries once more at the end
@@ -382,14 +404,19 @@ class DeliveryEngine:
             if not self._buffer:
                 return
             batch, self._buffer = self._buffer, []
+            written, self._written = self._written, None
             try:
                 await self._db(self.store.record, batch)
-            except BaseException:
+            except BaseException as exc:
                 self._buffer[:0] = batch  # keep them for the final flush
+                if written is not None and not written.done():
+                    written.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
                 raise
+            if written is not None and not written.done():
+                written.set_result(None)
 
     async def _final_counts(self) -> None:
-        counts = await self._db(self.store.counts, list(self.report.mailings))
+        counts = await self._db(self.store.counts, list(self.report.mailings), self.clock())
         for mailing_id, left in counts.items():
             self.report.mailings[mailing_id].left = left
 

@@ -212,15 +212,18 @@ class DeliveryStore:
     # --- what is left ----------------------------------------------------------
 
     def next_due(self, mailing_ids: Sequence[int]) -> datetime | None:
-        """When the earliest unclaimed queued message of these mailings becomes due."""
+        """When the earliest queued message of these mailings becomes due.
+
+        A claimed message is due when its claim expires: a run waits (within its
+        limit) for the claims of a run that died, and not for those of a live run,
+        which keeps renewing them by sending.
+        """
         if not mailing_ids:
             return None
         with self.db.read() as conn:
             return conn.execute(
                 sa.select(sa.func.min(messages.c.next_attempt_at)).where(
-                    messages.c.mailing_id.in_(mailing_ids),
-                    messages.c.status == QUEUED,
-                    messages.c.claimed_by.is_(None),
+                    messages.c.mailing_id.in_(mailing_ids), messages.c.status == QUEUED
                 )
             ).scalar()
 
@@ -237,11 +240,11 @@ class DeliveryStore:
                 )
             ).scalar_one()
 
-    def counts(self, mailing_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    def counts(self, mailing_ids: Sequence[int], now: datetime) -> dict[int, dict[str, int]]:
         from mailcli.mailings import message_counts
 
         with self.db.read() as conn:
-            counts = message_counts(conn)
+            counts = message_counts(conn, now)
         return {mid: counts.get(mid, {SENT: 0, FAILED: 0, NOT_SENT: 0}) for mid in mailing_ids}
 
 
