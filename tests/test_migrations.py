@@ -117,3 +117,25 @@ def test_home_and_database_are_private(tmp_path):
     _open(home).close()
     assert os.stat(home).st_mode & 0o777 == 0o700
     assert os.stat(home / "mailcli.db").st_mode & 0o777 == 0o600
+
+
+def test_a_database_from_an_older_mailcli_is_upgraded_with_its_data(tmp_path):
+    from alembic import command
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    engine = sa.create_engine(f"sqlite:///{home / 'mailcli.db'}")
+    with engine.begin() as conn:
+        command.upgrade(migrations.alembic_config(conn), "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO users (phone_number, operator_code, tag, tag_key, time_zone, created_at, updated_at) "
+            "VALUES ('79114048095', '911', 'Python-tips', 'python-tips', 'Europe/Moscow', "
+            "'2026-12-04 10:00:00.000000', '2026-12-04 10:00:00.000000')"
+        )
+    engine.dispose()
+    db = _open(home)
+    with db.read() as conn:
+        assert schema_version(conn) == migrations.HEAD
+        assert conn.exec_driver_sql("SELECT phone_number, tag FROM users").all() == [("79114048095", "Python-tips")]
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    db.close()

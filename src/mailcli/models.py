@@ -104,6 +104,7 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("user_id", "mailing_id", name="ux_messages_user_mailing"),
         sa.Index("ix_messages_queue", "mailing_id", "status", "next_attempt_at"),
+        sa.Index("ix_messages_mailing", "mailing_id", "id"),
         {"sqlite_autoincrement": True},
     )
 

@@ -268,18 +268,25 @@ class DeliveryEngine:
         recorder = asyncio.create_task(self._recorder())
         try:
             await self._produce(due, queue)
-            if self._stopping.is_set():
-                await asyncio.wait_for(queue.join(), self.options.stop_grace)
-            else:
-                await queue.join()
-        except asyncio.TimeoutError:
-            pass  # requests still in flight after the grace period: released below
+            await self._drain(queue)
         finally:
             recorder.cancel()
             for task in senders:
                 task.cancel()
             await asyncio.gather(recorder, *senders, return_exceptions=True)
             await self._flush()
+
+    async def _drain(self, queue: asyncio.Queue) -> None:
+        """Wait for the claimed messages to be sent; after a stop request, for ``stop_grace`` at most."""
+        drained = asyncio.ensure_future(queue.join())
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not drained.done():
+                await asyncio.wait({drained}, timeout=self.options.stop_grace)
+        finally:  # requests still in flight now are cancelled; their claims are released
+            drained.cancel()
+            stopped.cancel()
 
     async def _produce(self, due: list[DueMailing], queue: asyncio.Queue) -> None:
         capacity = 2 * self.options.concurrency

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEAD = "0001"
+HEAD = "0002"
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 
 
