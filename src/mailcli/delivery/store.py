@@ -116,9 +116,8 @@ class DeliveryStore:
 
     # --- claims --------------------------------------------------------------
 
-    def claim(self, mailing_id: int, limit: int, now: datetime) -> list[Claimed]:
-        """Take up to ``limit`` due messages of a mailing for this run."""
-        lease_until = now + self.lease
+    def claim_statement(self, mailing_id: int, limit: int, now: datetime, lease_until: datetime) -> sa.Update:
+        """``UPDATE .. WHERE id IN (SELECT .. LIMIT n FOR UPDATE SKIP LOCKED) RETURNING ..``."""
         due = (
             sa.select(messages.c.id)
             .where(
@@ -130,13 +129,18 @@ class DeliveryStore:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        return (
+            sa.update(messages)
+            .where(messages.c.id.in_(due.scalar_subquery()))
+            .values(claimed_by=self.worker, claim_expires_at=lease_until, next_attempt_at=lease_until)
+            .returning(messages.c.id, messages.c.user_id, messages.c.attempts)
+        )
+
+    def claim(self, mailing_id: int, limit: int, now: datetime) -> list[Claimed]:
+        """Take up to ``limit`` due messages of a mailing for this run."""
+        lease_until = now + self.lease
         with self.db.write() as conn:
-            taken = conn.execute(
-                sa.update(messages)
-                .where(messages.c.id.in_(due.scalar_subquery()))
-                .values(claimed_by=self.worker, claim_expires_at=lease_until, next_attempt_at=lease_until)
-                .returning(messages.c.id, messages.c.user_id, messages.c.attempts)
-            ).all()
+            taken = conn.execute(self.claim_statement(mailing_id, limit, now, lease_until)).all()
             if not taken:
                 return []
             people = {
