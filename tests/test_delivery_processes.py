@@ -321,3 +321,14 @@ def test_a_claim_timeout_too_short_for_the_request_timeout_is_refused(cli, tmp_p
     assert "claim-timeout" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert gw.stats()["requests"] == 0
     assert statuses(cli, mailing) == {}
+
+
+def test_a_loop_worker_off_a_terminal_logs_what_it_did(cli, tmp_path, gateway_factory) -> None:
+    mailing = setup_mailing(cli, tmp_path, 3)
+    gw = gateway_factory()
+    process = start_run(gw.url, "--loop", "--interval", "0.5")
+    assert wait_for(lambda: gw.stats()["accepted"] >= 3, 10), "the worker did not send"
+    returncode, _, out, err = stop_with(process, signal.SIGTERM)
+    assert returncode == 143, err
+    assert f"mailing {mailing}: 3 sent, 0 failed, 0 to retry" in err
+    assert "stopped (terminated)" in err

@@ -3,13 +3,16 @@
 On a terminal: a Rich progress bar on stderr (done/total, rate, ETA, sent,
 failed, retrying) and notes about gateway trouble. Not on a terminal (cron):
 no bar and no notes; the final table is the only output, and only when the
-run did something.
+run did something. A ``--loop`` worker off a terminal logs a line per minute
+of work and the notes.
 """
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+import time
+from collections import Counter
+from datetime import datetime, timezone
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
@@ -71,6 +74,44 @@ class ProgressObserver:
 
     def note(self, text: str) -> None:
         self.progress.console.log(text)
+
+
+class WorkerLog:
+    """``run --loop`` off a terminal (systemd, docker): a line on stderr per minute of work, and notes.
+
+    Nothing is printed while nothing happens, so an idle worker's log stays empty.
+    """
+
+    def __init__(self, every: float = 60.0):
+        self.every = every
+        self.counts: dict[int, Counter] = {}
+        self.last = time.monotonic()
+
+    def due(self, count: int) -> None:
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def attempt(self, message: Claimed, attempt: int, answer: Answer, at: datetime) -> None:
+        self.counts.setdefault(message.mailing_id, Counter())[answer.outcome] += 1
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def note(self, text: str) -> None:
+        self._line(text)
+
+    def flush(self) -> None:
+        for mailing_id, counts in sorted(self.counts.items()):
+            self._line(
+                f"mailing {mailing_id}: {counts[Outcome.SENT]} sent, {counts[Outcome.PERMANENT]} failed, "
+                f"{counts[Outcome.TRANSIENT]} to retry"
+            )
+        self.counts.clear()
+        self.last = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        sys.stderr.write(f"{stamp} {text}\n")
+        sys.stderr.flush()
 
 
 def summary_table(report: RunReport) -> Table:

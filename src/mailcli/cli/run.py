@@ -107,7 +107,7 @@ def deliver(
     """Run the engine with a progress bar on a terminal; print the summary; return the exit code."""
     import asyncio
 
-    from mailcli.cli.progress import ProgressObserver, print_summary, stderr_is_terminal
+    from mailcli.cli.progress import ProgressObserver, WorkerLog, print_summary, stderr_is_terminal
     from mailcli.delivery.engine import DeliveryEngine, Observers
     from mailcli.delivery.log import AttemptLog
     from mailcli.errors import operational
@@ -116,13 +116,14 @@ def deliver(
     attempt_log = AttemptLog(log) if log else None
     interactive = stderr_is_terminal() and not quiet
     progress = ProgressObserver() if interactive else None
+    worker_log = WorkerLog() if options.loop and not interactive and not quiet else None
     engine = DeliveryEngine(
         db,
         gateway_url=gateway_url,
         token=token,
         options=options,
         clock=app_state.now,
-        observer=Observers(progress, attempt_log),
+        observer=Observers(progress, worker_log, attempt_log),
     )
     try:
         if progress:
@@ -131,6 +132,8 @@ def deliver(
         else:
             report = asyncio.run(engine.run())
     finally:
+        if worker_log:
+            worker_log.flush()
         if attempt_log:
             attempt_log.close()
     if as_json:
