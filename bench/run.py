@@ -70,6 +70,10 @@ def run_benchmarks(names: set[str], quick: bool) -> tuple[list[dict], dict]:
                          f"sqlite3 .import {floor:.2f} s" if floor else "sqlite3 shell not found",
                          i["ratio_to_floor"], "≤ 3.0 (and ≤ 10 s)",
                          i["wall_s"] <= 10 and (i["ratio_to_floor"] or 0) <= 3))
+        if i["sqlite3_schema_floor_s"]:
+            rows.append(_row("import vs sqlite3 writing the same rows into mailcli's schema",
+                             f"{i['wall_s']:.2f} s", f"sqlite3 alone {i['sqlite3_schema_floor_s']:.2f} s",
+                             i["ratio_to_schema_floor"], "-", None))
         rows.append(_row("import: peak memory", f"{i['peak_rss_mb']:.0f} MB", "goal 300 MB", i["peak_rss_mb"] / 300,
                          "≤ 1.0", i["peak_rss_mb"] <= 300))
     if "read" in names:

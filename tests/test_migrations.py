@@ -125,17 +125,25 @@ def test_a_database_from_an_older_mailcli_is_upgraded_with_its_data(tmp_path):
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     engine = sa.create_engine(f"sqlite:///{home / 'mailcli.db'}")
+    stamp = "'2026-12-04 10:00:00.000000'"
     with engine.begin() as conn:
         command.upgrade(migrations.alembic_config(conn), "0001")
         conn.exec_driver_sql(
             "INSERT INTO users (phone_number, operator_code, tag, tag_key, time_zone, created_at, updated_at) "
-            "VALUES ('79114048095', '911', 'Python-tips', 'python-tips', 'Europe/Moscow', "
-            "'2026-12-04 10:00:00.000000', '2026-12-04 10:00:00.000000')"
+            f"VALUES ('79114048095', '911', 'Python-tips', 'python-tips', 'Europe/Moscow', {stamp}, {stamp})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO mailings (message, tag, tag_key, operator_code, start_at, end_at, created_at, audience_rev) "
+            f"VALUES ('hi', 'python-tips', 'python-tips', '911', {stamp}, {stamp}, {stamp}, 0)"
+        )
+        conn.exec_driver_sql(
+            f"INSERT INTO messages (mailing_id, user_id, status, attempts, next_attempt_at) VALUES (1, 1, 'sent', 1, {stamp})"
         )
     engine.dispose()
     db = _open(home)
     with db.read() as conn:
         assert schema_version(conn) == migrations.HEAD
         assert conn.exec_driver_sql("SELECT phone_number, tag FROM users").all() == [("79114048095", "Python-tips")]
+        assert conn.exec_driver_sql("SELECT mailing_id, status, n FROM mailing_counts").all() == [(1, "sent", 1)]
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     db.close()

@@ -117,3 +117,47 @@ def test_a_mailing_that_ended_is_finalised_attempted_failed_never_attempted_not_
     result = store.refresh(later)
     assert result.finished == [mailing] and result.due == []
     assert _statuses(db) == {"sent": 1, "failed": 1, "not_sent": 1}
+
+
+def test_the_kept_counts_always_equal_the_messages(db):
+    """Every way a message is created or changes status (materialise, claim, each outcome,
+    cancel, end, a user removed or re-tagged, rejoining) keeps mailing_counts exact."""
+    import random
+
+    from mailcli.models import mailing_counts
+    from mailcli.users import remove_user, update_user
+
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    first = _mailing(db, 60, now)
+    second = create_mailing(db, message="hey", tag="python-tips", operator_code="911", start="now", end="+2h",
+                            tz="UTC", now=now)["id"]
+    store = DeliveryStore(db, "w", LEASE)
+
+    def assert_counts_exact() -> None:
+        with db.read() as conn:
+            kept = {(m, s): n for m, s, n in conn.execute(sa.select(mailing_counts)) if n}
+            truth = dict(((m, s), n) for m, s, n in conn.execute(
+                sa.select(messages.c.mailing_id, messages.c.status, sa.func.count())
+                .group_by(messages.c.mailing_id, messages.c.status)))
+        assert kept == truth
+
+    for step in range(12):
+        moment = now + timedelta(seconds=step)
+        store.refresh(moment)
+        for mailing in (first, second):
+            claimed = store.claim(mailing, 10, moment)
+            store.record([Outcome(c.id, rng.choice(["sent", "retry", "failed", "release"]), moment, moment, "x")
+                          for c in claimed])
+        phone = f"7911{rng.randrange(60):07d}"
+        try:
+            if step % 3 == 0:
+                remove_user(db, phone, now=moment)
+            elif step % 3 == 1:
+                update_user(db, phone, tag=rng.choice(["java-tips", "python-tips"]), now=moment)
+        except Exception:  # noqa: BLE001 - the phone may be removed already
+            pass
+        assert_counts_exact()
+    cancel_mailing(db, second, tz="UTC", now=now)
+    store.refresh(now + timedelta(hours=3))  # the first mailing ends and is finalised
+    assert_counts_exact()

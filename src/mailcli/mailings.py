@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from mailcli.audience import audience_where, close_queued
 from mailcli.db import Database
 from mailcli.errors import invalid
-from mailcli.models import FAILED, NOT_SENT, PUBLIC_STATUSES, QUEUED, SENT, mailings, messages, users
+from mailcli.models import FAILED, NOT_SENT, PUBLIC_STATUSES, QUEUED, SENT, mailing_counts, mailings, messages, users
 from mailcli.shapes import add_count, empty_counts, mailing_shape, message_shape
 from mailcli.validation import (
     parse_time,
@@ -103,17 +103,15 @@ def create_from_body(db: Database, body: object, *, tz: str, now: datetime) -> d
 
 
 def message_counts(conn: Connection, now: datetime, mailing_id: int | None = None) -> dict[int, dict[str, int]]:
-    """Messages per mailing and public status, counted on the queue index.
+    """Messages per mailing and public status, from the counts the database keeps.
 
     Queued messages of a mailing that has ended but that no run has finalised
     yet count as they will be finalised (see ``models.public_status``).
     """
-    query = sa.select(messages.c.mailing_id, messages.c.status, sa.func.count()).group_by(
-        messages.c.mailing_id, messages.c.status
-    )
+    query = sa.select(mailing_counts.c.mailing_id, mailing_counts.c.status, mailing_counts.c.n)
     ended = sa.select(mailings.c.id).where(mailings.c.end_at <= now, mailings.c.finished_at.is_(None))
     if mailing_id is not None:
-        query = query.where(messages.c.mailing_id == mailing_id)
+        query = query.where(mailing_counts.c.mailing_id == mailing_id)
         ended = ended.where(mailings.c.id == mailing_id)
     counts: dict[int, dict[str, int]] = {}
     for mid, status, n in conn.execute(query):

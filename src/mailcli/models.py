@@ -120,6 +120,16 @@ class Message(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=sa.String(500), nullable=True)
 
 
+class MailingCount(SQLModel, table=True):
+    """How many messages of a mailing are in a status; kept by database triggers (migration 0003)."""
+
+    __tablename__ = "mailing_counts"
+
+    mailing_id: int = Field(foreign_key="mailings.id", primary_key=True)
+    status: str = Field(sa_type=sa.String(8), primary_key=True)
+    n: int = Field(nullable=False)
+
+
 class State(SQLModel, table=True):
     """Small counters shared by every process, e.g. ``users_rev``."""
 
@@ -132,5 +142,6 @@ class State(SQLModel, table=True):
 users = User.__table__
 mailings = Mailing.__table__
 messages = Message.__table__
+mailing_counts = MailingCount.__table__
 state = State.__table__
 metadata = SQLModel.metadata

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEAD = "0002"
+HEAD = "0003"
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 
 
