@@ -28,9 +28,14 @@ class Measured:
 
 
 def timed(cmd: list[str], *, env: dict[str, str] | None = None, stdin_path: Path | None = None,
-          check: bool = True) -> Measured:
-    """Run a command, measuring wall time, CPU and peak RSS of that child alone (os.wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+          stdout_path: Path | None = None, check: bool = True) -> Measured:
+    """Run a command, measuring wall time, CPU and peak RSS of that child alone (os.wait4).
+
+    A large output should go to ``stdout_path``: held in this process it would make
+    the next child's peak RSS look larger (a child starts as a copy of its parent).
+    """
+    with (open(stdout_path, "w+b") if stdout_path else tempfile.TemporaryFile()) as out, \
+            tempfile.TemporaryFile() as err, \
             (open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb")) as stdin:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdin=stdin, stdout=out, stderr=err)
@@ -40,7 +45,7 @@ def timed(cmd: list[str], *, env: dict[str, str] | None = None, stdin_path: Path
         out.seek(0)
         err.seek(0)
         result = Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode,
-                          out.read().decode(), err.read().decode())
+                          "" if stdout_path else out.read().decode(), err.read().decode())
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr[-2000:]}")
     return result

@@ -9,7 +9,6 @@ environment, still finds the gateway.
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -241,8 +240,3 @@ def write_config_value(home: Path, key: str, value: str | None) -> Path:
         raise operational(f"cannot write {path}: {exc.strerror}") from None
     return path
 
-
-def is_private(path: Path) -> bool:
-    """Whether only the owner may read ``path`` (used by tests and ``config show``)."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    return mode & 0o077 == 0

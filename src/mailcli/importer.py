@@ -381,7 +381,7 @@ class _Writer:
         stamp = self.stamp
         params: list = [(phone, code, tag, key, tz, stamp, stamp) for _, phone, code, tag, key, tz, _ in batch]
         if not self.positional:
-            params = [dict(zip(COLUMNS, values)) for values in params]
+            params = [dict(zip(COLUMNS, values, strict=True)) for values in params]
         self.conn.exec_driver_sql(self.sql, params)
         # A row repeating an earlier one of the file (update mode) or a registered phone is not new.
         old = sum(1 for r in batch if r[6] or r[1] in existing)

@@ -103,12 +103,6 @@ def remove_user(db: Database, phone: str, *, now: datetime) -> dict[str, Any]:
     return user_shape(current)
 
 
-def get_user(db: Database, phone: str) -> dict[str, Any]:
-    phone = normalize_phone(phone)
-    with db.read() as conn:
-        return user_shape(_require(conn, phone))
-
-
 def _list_where(tag: str | None, operator_code: str | None) -> list[sa.ColumnElement[bool]]:
     where = [users.c.removed_at.is_(None)]
     if operator_code is not None:

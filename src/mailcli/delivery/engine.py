@@ -29,6 +29,7 @@ never stalls the requests in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -434,10 +435,8 @@ class DeliveryEngine:
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when a stop is requested."""
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
 
     def _stop(self, reason: str, error: str | None) -> None:
         if not self._stopping.is_set():
