@@ -15,7 +15,6 @@ import statistics
 
 from common import mailcli_cmd, scratch_home, timed, users_csv
 
-
 SCHEMA_FLOOR_SQL = (
     "BEGIN IMMEDIATE; "
     "INSERT INTO users (phone_number, operator_code, tag, tag_key, time_zone, created_at, updated_at) "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,7 @@ from mailcli.audience import materialize
 from mailcli.config import load_settings
 from mailcli.db import open_database
 
-UTC = timezone.utc
+UTC = UTC
 OPERATOR_TZ = "Europe/Moscow"
 OUTPUT_TIME_RE = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 INPUT_FORMAT = "%d.%m.%Y %H:%M"

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,11 +26,12 @@ from aiohttp import web
 
 from mailcli.config import load_settings
 from mailcli.db import open_database
-from mailcli.delivery.engine import DeliveryEngine, RunOptions, RunReport
+from mailcli.delivery.engine import DeliveryEngine, RunOptions
+from mailcli.delivery.report import RunReport
 from mailcli.delivery.retry import RetryPolicy
 from mailcli.simulator import SimulatorConfig, SimulatorThread
 
-UTC = timezone.utc
+UTC = UTC
 OPERATOR_TZ = "Europe/Moscow"
 MOSCOW = "Europe/Moscow"
 VLADIVOSTOK = "Asia/Vladivostok"

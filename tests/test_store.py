@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from mailcli.importer import import_users
 from mailcli.mailings import cancel_mailing, create_mailing, list_mailings
 from mailcli.models import messages
 
-UTC = timezone.utc
+UTC = UTC
 LEASE = timedelta(seconds=60)
 
 

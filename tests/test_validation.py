@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import assume, given
@@ -27,7 +27,7 @@ from mailcli.validation import (
     zone_names,
 )
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 12, 4, 13, 0, 30, tzinfo=UTC)
 ZONES = sorted(zone_names())
 

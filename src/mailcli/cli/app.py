@@ -21,8 +21,8 @@ from mailcli import __version__
 from mailcli.cli import config as config_cli
 from mailcli.cli import demo as demo_cli
 from mailcli.cli import gateway as gateway_cli
-from mailcli.cli import run as run_cli
 from mailcli.cli import mailings as mailings_cli
+from mailcli.cli import run as run_cli
 from mailcli.cli import users as users_cli
 from mailcli.cli.output import error_line, info
 from mailcli.cli.state import AppState

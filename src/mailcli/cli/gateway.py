@@ -48,7 +48,8 @@ def serve(
 ) -> None:
     """Serve POST /v1/send/{msgId} on 127.0.0.1 until Ctrl-C, printing what it receives."""
     from mailcli.errors import invalid, operational
-    from mailcli.simulator import SimulatorConfig, serve as serve_forever
+    from mailcli.simulator import SimulatorConfig
+    from mailcli.simulator import serve as serve_forever
 
     try:
         config = SimulatorConfig(

@@ -20,8 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from mailcli.cli.output import stdout_console
-from mailcli.delivery.engine import RunReport
 from mailcli.delivery.gateway import Answer, Outcome
+from mailcli.delivery.report import RunReport
 from mailcli.delivery.store import Claimed
 
 

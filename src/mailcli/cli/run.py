@@ -108,8 +108,9 @@ def deliver(
     import asyncio
 
     from mailcli.cli.progress import ProgressObserver, WorkerLog, print_summary, stderr_is_terminal
-    from mailcli.delivery.engine import DeliveryEngine, Observers
+    from mailcli.delivery.engine import DeliveryEngine
     from mailcli.delivery.log import AttemptLog
+    from mailcli.delivery.report import Observers
     from mailcli.errors import operational
 
     db = app_state.db

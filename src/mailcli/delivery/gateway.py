@@ -17,7 +17,6 @@ httpx over the aiohttp transport and 1.6-10 ms for httpx's default transport
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import time
@@ -170,7 +169,7 @@ class GatewayClient:
             async with self._session.post(request.url, data=request.body, allow_redirects=False) as response:
                 body = await response.read()
                 answer = classify(response.status, body, response.headers.get("Retry-After"))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             answer = Answer(Outcome.TRANSIENT, None, "timed out")
         except aiohttp.ClientError as exc:
             answer = Answer(Outcome.TRANSIENT, None, f"{type(exc).__name__}: {exc}"[:ERROR_PREVIEW])
