@@ -331,15 +331,27 @@ class DeliveryEngine:
                 return
             batch, self._buffer = self._buffer, []
             written, self._written = self._written, None
+            write = asyncio.get_running_loop().run_in_executor(self._db_pool, self.store.record, batch)
+            cancelled = False
             try:
-                await self._db(self.store.record, batch)
-            except BaseException as exc:
-                self._buffer[:0] = batch  # keep them for the final flush
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The batch is being written on the database thread: know how that ends
+                # (writing it again would count its attempts twice), then stop.
+                cancelled = True
+                await asyncio.wait({write})
+            except Exception:
+                pass  # looked at below
+            error = write.exception()
+            if error is not None:
+                self._buffer[:0] = batch  # kept for the final flush
                 if written is not None and not written.done():
-                    written.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
-                raise
+                    written.set_exception(error)
+                raise error
             if written is not None and not written.done():
                 written.set_result(None)
+            if cancelled:
+                raise asyncio.CancelledError
 
     async def _final_counts(self) -> None:
         counts = await self._db(self.store.counts, list(self.report.mailings), self.clock())
