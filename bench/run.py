@@ -120,13 +120,22 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(table: str, command: str, elapsed: float) -> None:
+def write_doc(rows: list[dict], command: str, elapsed: float) -> None:
+    """Put the results into docs/benchmarks.md; rows of benchmarks not run this time are kept."""
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    block = (f"<!-- results:start -->\nLatest run: {stamp}, `{command}` ({elapsed:.0f} s) on {machine}.\n\n"
-             f"{table}\n<!-- results:end -->")
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n<!-- results:start -->\n<!-- results:end -->\n"
     start, end = text.index("<!-- results:start -->"), text.index("<!-- results:end -->") + len("<!-- results:end -->")
+    fresh = {line.split(" | ")[0]: line for line in render(rows).splitlines()[2:]}
+    old = [line for line in text[start:end].splitlines()
+           if line.startswith("| ") and not line.startswith("| benchmark")]
+    lines = [fresh.pop(line.split(" | ")[0], line) for line in old]  # in place, keeping the order
+    kept = len(lines) - (len(rows) - len(fresh))
+    table = "\n".join(render([]).splitlines() + lines + list(fresh.values()))
+    note = f"Latest run: {stamp}, `{command}` ({elapsed:.0f} s) on {machine}."
+    if kept:
+        note += " Rows it did not run are from earlier runs."
+    block = f"<!-- results:start -->\n{note}\n\n{table}\n<!-- results:end -->"
     DOC.write_text(text[:start] + block + text[end:])
 
 
@@ -153,7 +162,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(raw, indent=2))
     if args.write:
-        write_doc(table, "python bench/run.py " + " ".join(sys.argv[1:]), time.perf_counter() - started)
+        write_doc(rows, "python bench/run.py " + " ".join(sys.argv[1:]), time.perf_counter() - started)
     return 0 if all(r["ok"] is not False for r in rows) else 1
 
 

@@ -218,8 +218,11 @@ def test_killed_run_leaves_claims_that_expire_and_are_taken_over(
     assert set(accepted) == all_ids(cli, mailing)
     assert all(n <= 2 for n in accepted.values())
     repeated = [msg_id for msg_id, n in accepted.items() if n > 1]
-    assert len(repeated) <= concurrency, (
-        f"{len(repeated)} messages were sent twice after the crash, more than the {concurrency} requests in flight"
+    # In flight: the requests under way (at most --concurrency) and the answers the run had
+    # not yet committed, which the engine bounds at --concurrency / 4 (DeliveryEngine._keep).
+    in_flight = concurrency + concurrency // 4
+    assert len(repeated) <= in_flight, (
+        f"{len(repeated)} messages were sent twice after the crash, more than the {in_flight} that can be in flight"
     )
 
 

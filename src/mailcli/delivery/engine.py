@@ -52,6 +52,8 @@ from mailcli.validation import next_window_opening, utcnow, window_allows
 
 CLOSED_CHECK_EVERY = 1.0  # seconds between checks for cancelled mailings
 LEASE_MARGIN = 1.0  # seconds a claim must outlast a request started now
+GATHER = 0.005  # seconds the recorder lets outcomes gather before it writes them
+ANSWERED = frozenset({"sent", "failed", "retry"})  # outcomes of a request the gateway answered
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class DeliveryEngine:
         self._written: asyncio.Future | None = None  # resolved once the current buffer is in the database
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._unwritten = 0  # answers received and not yet in the database
+        self._unwritten_limit = max(1, options.concurrency // 4)
         self._closed: set[int] = set()
         self._inflight = 0
         self._db_pool: ThreadPoolExecutor | None = None
@@ -281,28 +285,31 @@ class DeliveryEngine:
         if answer.outcome is Outcome.SENT:
             self.health.success()
             stats.sent += 1
-            await self._keep(Record(message.id, "sent", at), durable=True)
+            await self._keep(Record(message.id, "sent", at), answered=True)
         elif answer.outcome is Outcome.PERMANENT:
             self.health.success()  # the gateway is up; this message is what it refuses
             stats.failed += 1
-            await self._keep(Record(message.id, "failed", at, error=answer.error), durable=True)
+            await self._keep(Record(message.id, "failed", at, error=answer.error), answered=True)
         elif answer.outcome is Outcome.TRANSIENT:
             paused = self.health.failure(answer.error, answer.retry_after)
             if paused:
                 self.observer.note(f"gateway trouble ({answer.error}): every sender pauses {paused:.1f} s")
             stats.retries += 1
             delay = self.options.retry.delay(attempt, answer.retry_after, self._rng)
-            await self._keep(Record(message.id, "retry", at, at + timedelta(seconds=delay), answer.error), durable=True)
+            await self._keep(Record(message.id, "retry", at, at + timedelta(seconds=delay), answer.error), answered=True)
         else:  # misconfigured: stop everything, leave the message as it was
             self._stop("misconfigured", misconfiguration_hint(answer))
 
-    async def _keep(self, record: Record, *, durable: bool = False) -> None:
-        """Queue an outcome for the recorder; with ``durable``, return once it is in the database.
+    async def _keep(self, record: Record, *, answered: bool = False) -> None:
+        """Queue an outcome for the recorder.
 
-        A sender waits for its outcome to be written before it takes the next
-        message (group commit: one transaction records every outcome that arrived
-        meanwhile), so a run killed at any moment can have sent at most
-        ``concurrency`` messages whose outcome is not recorded.
+        The recorder writes whatever arrived meanwhile in one transaction, 5 ms
+        after the first of them and once its previous write is done (group commit),
+        so an answer waits a few milliseconds to be in the database. A sender does not wait for that unless the
+        recorder falls behind: once more than ``concurrency / 4`` answers wait to be
+        written, senders wait for the write. A run killed at any moment has therefore
+        sent at most 1.25 x ``concurrency`` messages whose outcome is not recorded
+        (in practice the requests in flight and the few answers of one commit).
         """
         self._buffer.append(record)
         if self._written is None:
@@ -310,14 +317,17 @@ class DeliveryEngine:
             self._written.add_done_callback(_consume_exception)
         written = self._written
         self._wake.set()
-        if durable:
-            await written
+        if answered:
+            self._unwritten += 1
+            if self._unwritten > self._unwritten_limit:
+                await written
 
     # --- recording ---------------------------------------------------------------
 
     async def _recorder(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(GATHER)  # let a few more outcomes join this transaction
             self._wake.clear()
             try:
                 await self._flush()
@@ -348,6 +358,7 @@ class DeliveryEngine:
                 if written is not None and not written.done():
                     written.set_exception(error)
                 raise error
+            self._unwritten -= sum(1 for record in batch if record.kind in ANSWERED)
             if written is not None and not written.done():
                 written.set_result(None)
             if cancelled:
