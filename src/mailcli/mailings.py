@@ -102,6 +102,16 @@ def create_from_body(db: Database, body: object, *, tz: str, now: datetime) -> d
     )
 
 
+def due_where(now: datetime) -> list[sa.ColumnElement[bool]]:
+    """Mailings that are due (SPEC section 4, rule 1): started, not ended, not cancelled."""
+    return [mailings.c.start_at <= now, mailings.c.end_at > now, mailings.c.cancelled_at.is_(None)]
+
+
+def unfinalised_ended_where(now: datetime) -> list[sa.ColumnElement[bool]]:
+    """Mailings that have ended but whose waiting messages no run has finalised yet."""
+    return [mailings.c.end_at <= now, mailings.c.finished_at.is_(None)]
+
+
 def message_counts(conn: Connection, now: datetime, mailing_id: int | None = None) -> dict[int, dict[str, int]]:
     """Messages per mailing and public status, from the counts the database keeps.
 
@@ -109,7 +119,7 @@ def message_counts(conn: Connection, now: datetime, mailing_id: int | None = Non
     yet count as they will be finalised (see ``models.public_status``).
     """
     query = sa.select(mailing_counts.c.mailing_id, mailing_counts.c.status, mailing_counts.c.n)
-    ended = sa.select(mailings.c.id).where(mailings.c.end_at <= now, mailings.c.finished_at.is_(None))
+    ended = sa.select(mailings.c.id).where(*unfinalised_ended_where(now))
     if mailing_id is not None:
         query = query.where(mailing_counts.c.mailing_id == mailing_id)
         ended = ended.where(mailings.c.id == mailing_id)

@@ -50,7 +50,7 @@ from mailcli.delivery.store import Claimed, DeliveryStore, DueMailing
 from mailcli.delivery.store import Outcome as Record
 from mailcli.validation import next_window_opening, utcnow, window_allows
 
-CLOSED_CHECK_EVERY = 1.0  # seconds between checks for cancelled mailings
+CANCEL_CHECK_EVERY = 1.0  # seconds between checks for cancelled mailings
 LEASE_MARGIN = 1.0  # seconds a claim must outlast a request started now
 GATHER = 0.005  # seconds the recorder lets outcomes gather before it writes them
 ANSWERED = frozenset({"sent", "failed", "retry"})  # outcomes of a request the gateway answered
@@ -108,7 +108,7 @@ class DeliveryEngine:
         self._flush_lock = asyncio.Lock()
         self._unwritten = 0  # answers received and not yet in the database
         self._unwritten_limit = max(1, options.concurrency // 4)
-        self._closed: set[int] = set()
+        self._cancelled: set[int] = set()
         self._inflight = 0
         self._db_pool: ThreadPoolExecutor | None = None
         self._limiter = None
@@ -215,14 +215,14 @@ class DeliveryEngine:
         capacity = 2 * self.options.concurrency
         low_water = capacity // 2
         active = list(due)
-        last_closed_check = time.monotonic()
+        last_cancel_check = time.monotonic()
         while active and not self._stopping.is_set():
-            if time.monotonic() - last_closed_check > CLOSED_CHECK_EVERY:
-                self._closed |= await self._db(self.store.cancelled_or_ended, [m.id for m in active], self.clock())
-                last_closed_check = time.monotonic()
+            if time.monotonic() - last_cancel_check > CANCEL_CHECK_EVERY:
+                self._cancelled |= await self._db(self.store.cancelled, [m.id for m in active])
+                last_cancel_check = time.monotonic()
             claimed = 0
             for mailing in list(active):
-                if mailing.id in self._closed or self.clock() >= mailing.end_at:
+                if mailing.id in self._cancelled or self.clock() >= mailing.end_at:
                     active.remove(mailing)
                     continue
                 room = capacity - queue.qsize()
@@ -263,7 +263,7 @@ class DeliveryEngine:
         if self._stopping.is_set():
             return  # released with the other claims
         now = self.clock()
-        if mailing.id in self._closed or now >= mailing.end_at:
+        if mailing.id in self._cancelled or now >= mailing.end_at:
             return await self._keep(Record(message.id, "release", now))
         if (message.lease_until - now).total_seconds() < self.options.request_timeout + LEASE_MARGIN:
             return await self._keep(Record(message.id, "release", now))  # the claim could expire mid-request

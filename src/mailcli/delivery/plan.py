@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from mailcli.audience import audience_where
 from mailcli.db import Database
 from mailcli.delivery.gateway import build_request
+from mailcli.mailings import due_where
 from mailcli.models import QUEUED, mailings, messages, users
 from mailcli.validation import format_time, format_window, window_allows
 
@@ -29,7 +30,7 @@ def plan(db: Database, *, gateway_url: str | None, token: str | None, tz: str, n
     with db.read() as conn:
         due = conn.execute(
             sa.select(mailings)
-            .where(mailings.c.start_at <= now, mailings.c.end_at > now, mailings.c.cancelled_at.is_(None))
+            .where(*due_where(now))
             .order_by(mailings.c.id)
         ).mappings().all()
         for mailing in due:

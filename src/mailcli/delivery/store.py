@@ -23,7 +23,9 @@ import sqlalchemy as sa
 
 from mailcli.audience import close_queued, materialize, users_rev
 from mailcli.db import Database
+from mailcli.mailings import due_where, message_counts, unfinalised_ended_where
 from mailcli.models import FAILED, NOT_SENT, QUEUED, SENT, mailings, messages, users
+from mailcli.shapes import empty_counts
 
 
 @dataclass(slots=True, frozen=True)
@@ -81,7 +83,7 @@ class DeliveryStore:
         """Finalise ended mailings, materialise the audience of due ones, return the due ones."""
         with self.db.write() as conn:
             ended = conn.execute(
-                sa.select(mailings.c.id).where(mailings.c.end_at <= now, mailings.c.finished_at.is_(None))
+                sa.select(mailings.c.id).where(*unfinalised_ended_where(now))
             ).scalars().all()
             for mailing_id in ended:
                 close_queued(conn, messages.c.mailing_id == mailing_id)
@@ -89,7 +91,7 @@ class DeliveryStore:
                 conn.execute(sa.update(mailings).where(mailings.c.id.in_(ended)).values(finished_at=now))
             rows = conn.execute(
                 sa.select(mailings)
-                .where(mailings.c.start_at <= now, mailings.c.end_at > now, mailings.c.cancelled_at.is_(None))
+                .where(*due_where(now))
                 .order_by(mailings.c.id)
             ).mappings().all()
             rev = users_rev(conn) if rows else 0
@@ -100,17 +102,14 @@ class DeliveryStore:
         ]
         return RefreshResult(due, list(ended), added)
 
-    def cancelled_or_ended(self, mailing_ids: Sequence[int], now: datetime) -> set[int]:
-        """Which of these mailings must not be sent any more."""
+    def cancelled(self, mailing_ids: Sequence[int]) -> set[int]:
+        """Which of these mailings were cancelled (their end the engine knows already)."""
         if not mailing_ids:
             return set()
         with self.db.read() as conn:
             return set(
                 conn.execute(
-                    sa.select(mailings.c.id).where(
-                        mailings.c.id.in_(mailing_ids),
-                        sa.or_(mailings.c.cancelled_at.is_not(None), mailings.c.end_at <= now),
-                    )
+                    sa.select(mailings.c.id).where(mailings.c.id.in_(mailing_ids), mailings.c.cancelled_at.is_not(None))
                 ).scalars()
             )
 
@@ -165,6 +164,12 @@ class DeliveryStore:
         mine = sa.or_(m.c.claimed_by == self.worker, m.c.claimed_by.is_(None))
         unclaim = {"claimed_by": None, "claim_expires_at": None}
         open_ = sa.or_(m.c.status == QUEUED, m.c.status == NOT_SENT)  # no IN: executemany cannot expand it
+        # Deferred to the window's opening or released untouched: the claim ends, nothing else changes.
+        give_back = (
+            sa.update(m)
+            .where(m.c.id == mid, m.c.claimed_by == self.worker)
+            .values(next_attempt_at=sa.bindparam("next"), **unclaim)
+        )
         return {
             # A success is the truth whatever happened meanwhile (cancel, end, removal).
             SENT: sa.update(m)
@@ -183,12 +188,8 @@ class DeliveryStore:
             FAILED: sa.update(m)
             .where(m.c.id == mid, open_)
             .values(status=FAILED, attempts=m.c.attempts + 1, last_error=sa.bindparam("error"), **unclaim),
-            "defer": sa.update(m)
-            .where(m.c.id == mid, m.c.claimed_by == self.worker)
-            .values(next_attempt_at=sa.bindparam("next"), **unclaim),
-            "release": sa.update(m)
-            .where(m.c.id == mid, m.c.claimed_by == self.worker)
-            .values(next_attempt_at=sa.bindparam("next"), **unclaim),
+            "defer": give_back,
+            "release": give_back,
         }
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
@@ -245,11 +246,9 @@ class DeliveryStore:
             ).scalar_one()
 
     def counts(self, mailing_ids: Sequence[int], now: datetime) -> dict[int, dict[str, int]]:
-        from mailcli.mailings import message_counts
-
         with self.db.read() as conn:
             counts = message_counts(conn, now)
-        return {mid: counts.get(mid, {SENT: 0, FAILED: 0, NOT_SENT: 0}) for mid in mailing_ids}
+        return {mid: counts.get(mid, empty_counts()) for mid in mailing_ids}
 
 
 def _clip(error: str | None) -> str | None:
